@@ -1,0 +1,71 @@
+"""Plain values: what a domain incarnation, a domain and an item are."""
+
+from __future__ import annotations
+
+import uuid as _uuid
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ._errors import InvalidDomain
+
+MAX_DOMID = 2**32 - 1
+#: Default largest item a store accepts (DESIGN section 1).
+DEFAULT_MAX_ITEM_SIZE = 16 * 1024 * 1024
+
+
+class Incarnation(NamedTuple):
+    """One life of a domain: ``(domid, uuid)``. A reboot is a new incarnation."""
+
+    domid: int
+    uuid: str
+
+    def __str__(self) -> str:
+        return f"{self.domid} ({self.uuid})"
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """A live domain as its source describes it."""
+
+    domid: int
+    uuid: str
+    name: str | None = None
+
+    @property
+    def incarnation(self) -> Incarnation:
+        return Incarnation(self.domid, self.uuid)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One stored item: whose it is and how many bytes it holds."""
+
+    domid: int
+    uuid: str
+    userid: str
+    size: int
+
+
+def check_domid(domid: object) -> int:
+    """Return *domid* if it is an unsigned 32-bit integer, else raise InvalidDomain."""
+    if type(domid) is int and 0 <= domid <= MAX_DOMID:
+        return domid
+    if not isinstance(domid, int) or isinstance(domid, bool):
+        raise InvalidDomain(f"a domid is an int, not {type(domid).__name__}")
+    raise InvalidDomain(f"domid {domid} is outside 0..{MAX_DOMID}")
+
+
+def canonical_uuid(text: object) -> str:
+    """Return *text* as a canonical lower-case 8-4-4-4-12 uuid, or raise InvalidDomain."""
+    if isinstance(text, _uuid.UUID):
+        return str(text)
+    if not isinstance(text, str):
+        raise InvalidDomain(f"a uuid is a str, not {type(text).__name__}")
+    try:
+        value = _uuid.UUID(text)
+    except ValueError:
+        raise InvalidDomain(f"{text!r} is not a uuid (8-4-4-4-12 hexadecimal digits)") from None
+    canonical = str(value)
+    if text.lower() != canonical:
+        raise InvalidDomain(f"{text!r} is not a uuid in 8-4-4-4-12 form")
+    return canonical

@@ -1,0 +1,41 @@
+"""Userid rules (DESIGN section 1): short, printable, safe as a file name and a glob."""
+
+from __future__ import annotations
+
+import re
+
+from ._errors import InvalidUserid
+
+MAX_USERID_LENGTH = 64
+LOCK_USERID = "domain-userdata-lock"
+_GLOB_CHARACTERS = frozenset("*?[]\\")
+_VALID = re.compile(r"[!-)+-.0->@-Z^-~]{1,64}")
+_valid_cache: set[str] = set()
+
+
+def _broken_rule(userid: str) -> str:
+    if not userid:
+        return "a userid must not be empty"
+    if len(userid) > MAX_USERID_LENGTH:
+        return f"a userid has at most {MAX_USERID_LENGTH} characters, this one has {len(userid)}"
+    for ch in userid:
+        if ch == "/":
+            return "a userid must not contain '/' (it would leave the store's directory)"
+        if ch in _GLOB_CHARACTERS:
+            return f"a userid must not contain {ch!r} (libxl enumerates items with glob(3))"
+        if not "\x21" <= ch <= "\x7e":
+            return f"a userid is printable ASCII without spaces (0x21..0x7E); {ch!r} is not"
+    return f"{LOCK_USERID!r} is reserved for libxl's lock file"
+
+
+def check_userid(userid: object) -> str:
+    """Return *userid* if it is valid, else raise InvalidUserid naming the broken rule."""
+    if userid in _valid_cache:
+        return userid  # type: ignore[return-value]
+    if not isinstance(userid, str):
+        raise InvalidUserid(f"a userid is a str, not {type(userid).__name__}")
+    if _VALID.fullmatch(userid) is None or userid == LOCK_USERID:
+        raise InvalidUserid(_broken_rule(userid), userid=userid)
+    if len(_valid_cache) < 4096:
+        _valid_cache.add(userid)
+    return userid

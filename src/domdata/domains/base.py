@@ -1,0 +1,63 @@
+"""The DomainSource interface: who says which domain incarnations are alive."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from .._errors import DomainNotFound
+from .._types import Domain, Incarnation, canonical_uuid, check_domid
+
+
+class DomainSource(ABC):
+    """The authority on live domains: managed by domdata, or libvirt, or..."""
+
+    #: How the source was named (``managed``, ``libvirt:qemu:///system``).
+    spec: str
+
+    @abstractmethod
+    def incarnation(self, domid: int) -> Incarnation | None:
+        """The live incarnation with this domid, or None."""
+
+    @abstractmethod
+    def domains(self) -> Sequence[Domain]:
+        """Every live domain, by domid."""
+
+    def incarnations(self) -> set[Incarnation]:
+        """Every live incarnation (what ``reap`` keeps)."""
+        return {d.incarnation for d in self.domains()}
+
+    def find(self, text: str) -> Domain:
+        """The live domain named by a domid, a uuid or a name; DomainNotFound if none.
+
+        A uuid that two live domains share (a localhost migration) is refused
+        as ambiguous: name the domid instead.
+        """
+        if text.isdigit():
+            domid = check_domid(int(text))
+            for_domid = self.by_domid(domid)
+            if for_domid is None:
+                raise DomainNotFound("no such domain", domain=domid)
+            return for_domid
+        if len(text) == 36 and text.count("-") == 4:
+            found = self.by_uuid(canonical_uuid(text))
+            if len(found) == 1:
+                return found[0]
+            what = "no such domain" if not found else "uuid names several domains: use a domid"
+            raise DomainNotFound(what, domain=text)
+        named = self.by_name(text)
+        if named is None:
+            raise DomainNotFound("no such domain", domain=text)
+        return named
+
+    def by_domid(self, domid: int) -> Domain | None:
+        return next((d for d in self.domains() if d.domid == domid), None)
+
+    def by_uuid(self, uuid: str) -> Sequence[Domain]:
+        return [d for d in self.domains() if d.uuid == uuid]
+
+    def by_name(self, name: str) -> Domain | None:
+        return next((d for d in self.domains() if d.name == name), None)
+
+    def close(self) -> None:
+        """Release connections; the default holds none."""

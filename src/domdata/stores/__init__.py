@@ -1,0 +1,45 @@
+"""Stores, chosen by URL scheme; each backend is imported only when used."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .._errors import StoreUnavailable
+from .base import DomainTable, HeldLock, Store, StoreOptions
+
+__all__ = ["DomainTable", "HeldLock", "Store", "StoreOptions", "default_url", "open_store"]
+
+_BACKENDS = {
+    "sqlite": "domdata.stores.sqlite:SQLiteStore",
+    "libxl": "domdata.stores.libxl:LibxlStore",
+    "postgresql": "domdata.stores.postgresql:PostgreSQLStore",
+    "postgres": "domdata.stores.postgresql:PostgreSQLStore",
+}
+
+
+def default_url() -> str:
+    """``sqlite:///<user state dir>/domdata.db`` (platformdirs)."""
+    from platformdirs import user_state_path
+
+    return f"sqlite://{Path(user_state_path('domdata')) / 'domdata.db'}"
+
+
+def open_store(url: str, options: StoreOptions) -> Store:
+    """Open the store that *url* names (``sqlite:///path``, ``libxl:///dir``, ``postgresql://...``)."""
+    scheme = urlsplit(url).scheme
+    target = _BACKENDS.get(scheme)
+    if target is None:
+        known = ", ".join(sorted(_BACKENDS))
+        raise StoreUnavailable(f"unknown store scheme {scheme!r} (known: {known})", store=url)
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = "postgresql" if scheme.startswith("postgres") else scheme
+        raise StoreUnavailable(
+            f"this store needs an optional extra: pip install 'domdata[{extra}]' ({exc})", store=url
+        ) from exc
+    store: Store = getattr(module, class_name)(url, options)
+    return store
