@@ -213,15 +213,16 @@ class Context:
                 if lock is not None:
                     lock.release()
 
-    def list(self, domid: int | None = None) -> Sequence[Item]:
+    def list(self, domid: int | None = None, *, all_hosts: bool = False) -> Sequence[Item]:
         """The items (userid and size) of a live domain, or of the whole store.
 
         With a domid: DomainNotFound if it is not alive. Without: every item,
-        dead incarnations' included (what ``reap`` would collect).
+        dead incarnations' included (what ``reap`` would collect); with
+        ``all_hosts``, every host's items in a cluster store.
         """
         if domid is None:
             with self._mutex:
-                return self._store.items(None)
+                return self._store.items_everywhere() if all_hosts else self._store.items(None)
         domid = check_domid(domid)
         with self._mutex:
             incarnation, lock = self._acquire(domid)
@@ -252,6 +253,20 @@ class Context:
                 if domid in self._held:
                     self._held[domid] = None
                 return removed
+            finally:
+                if lock is not None:
+                    lock.release()
+
+    def migrate(self, domid: int, *, to_domid: int, to_host: str | None = None) -> int:
+        """Move a live domain's data (and managed record) to *to_domid* on *to_host*
+        in one transaction, as the domain migrates; how many items moved.
+        Only cluster stores (PostgreSQL) have hosts to move between."""
+        domid = check_domid(domid)
+        to_domid = check_domid(to_domid)
+        with self._mutex:
+            incarnation, lock = self._acquire(domid)
+            try:
+                return self._store.migrate(incarnation, to_host, to_domid)
             finally:
                 if lock is not None:
                     lock.release()

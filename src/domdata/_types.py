@@ -44,6 +44,8 @@ class Item:
     uuid: str
     userid: str
     size: int
+    #: The host the incarnation runs on, for cluster stores; None elsewhere.
+    host: str | None = None
 
 
 def check_domid(domid: object) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from .._errors import NotManaged
 from .._types import Domain, Incarnation, Item
 
 
@@ -65,6 +66,23 @@ class DomainTable(ABC):
         """Every live domain, by domid."""
 
 
+class ManagedOps(ABC):
+    """Optional fast path for the managed source: take the domain's lock, check
+    the domain in the store's own table and act, in as few round trips as the
+    store can (one, for a database server). Each raises DomainNotFound when
+    the domid names no managed domain. Used only when the context does not
+    already hold the domain's lock."""
+
+    @abstractmethod
+    def get(self, domid: int, userid: str, timeout: float) -> bytes | None: ...
+
+    @abstractmethod
+    def put(self, domid: int, userid: str, data: bytes, timeout: float) -> None: ...
+
+    @abstractmethod
+    def delete(self, domid: int, userid: str, timeout: float) -> bool: ...
+
+
 class Store(ABC):
     """Items keyed by (incarnation, userid), with a per-domain lock."""
 
@@ -108,6 +126,19 @@ class Store(ABC):
     @abstractmethod
     def domain_table(self) -> DomainTable:
         """The managed domain table kept in this store."""
+
+    def managed_ops(self) -> ManagedOps | None:
+        """The fused calls for the managed source, if this store has them."""
+        return None
+
+    def items_everywhere(self) -> Sequence[Item]:
+        """Every item of every host (cluster stores); others: ``items(None)``."""
+        return self.items(None)
+
+    def migrate(self, incarnation: Incarnation, host: str | None, domid: int) -> int:
+        """Move an incarnation's items (and managed domain) to (host, domid) in one
+        transaction; how many items moved. Stores without hosts refuse."""
+        raise NotManaged(f"{type(self).__name__} has no hosts to migrate between", store=self.url)
 
     def leftovers(self, dry_run: bool) -> list[str]:
         """Remove (or only list) debris a crash can leave: temp files, stale locks."""
