@@ -9,7 +9,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from ._errors import DataTooLarge, DomainNotFound, InvalidData, LockTimeout, NotManaged
+from ._errors import (
+    DataTooLarge,
+    DomainNotFound,
+    InvalidData,
+    InvalidDomain,
+    InvalidUserid,
+    LockTimeout,
+    NotManaged,
+)
 from ._types import DEFAULT_MAX_ITEM_SIZE, Incarnation, Item, check_domid
 from ._userid import check_userid
 from .domains import DomainSource, ManagedDomains, open_source
@@ -120,7 +128,7 @@ class Context:
         contexts and processes wait (up to ``lock_timeout``, then LockTimeout).
         Yields the domain's incarnation; DomainNotFound if it is not alive.
         """
-        domid = check_domid(domid)
+        domid = self._checked_domid(domid)
         with self._mutex:
             if domid in self._held:
                 held = self._held[domid]
@@ -147,6 +155,20 @@ class Context:
 
     # -- the contract ------------------------------------------------------
 
+    def _checked(self, domid: object, userid: object) -> tuple[int, str]:
+        """Validate a call's domid and userid; errors name the store and both."""
+        try:
+            return check_domid(domid), check_userid(userid)
+        except (InvalidDomain, InvalidUserid) as exc:
+            named = userid if isinstance(userid, str) else None
+            raise type(exc)(exc.what, store=self._store.url, domain=domid, userid=named) from None
+
+    def _checked_domid(self, domid: object) -> int:
+        try:
+            return check_domid(domid)
+        except InvalidDomain as exc:
+            raise InvalidDomain(exc.what, store=self._store.url, domain=domid) from None
+
     def _data(self, data: object, domid: int, userid: str) -> bytes:
         if type(data) is not bytes:
             if not isinstance(data, bytearray | memoryview):
@@ -171,8 +193,7 @@ class Context:
         DomainNotFound if the domain is not alive; InvalidUserid, InvalidData,
         DataTooLarge for bad input. On any error the old item is left intact.
         """
-        domid = check_domid(domid)
-        check_userid(userid)
+        domid, userid = self._checked(domid, userid)
         payload = self._data(data, domid, userid)
         with self._mutex:
             incarnation, lock = self._acquire(domid)
@@ -190,8 +211,7 @@ class Context:
 
         DomainNotFound if the domain is not alive; CorruptItem for a torn item.
         """
-        domid = check_domid(domid)
-        check_userid(userid)
+        domid, userid = self._checked(domid, userid)
         with self._mutex:
             incarnation, lock = self._acquire(domid)
             try:
@@ -203,8 +223,7 @@ class Context:
 
     def unlink(self, domid: int, userid: str) -> bool:
         """Delete the item; whether there was one. DomainNotFound if the domain is not alive."""
-        domid = check_domid(domid)
-        check_userid(userid)
+        domid, userid = self._checked(domid, userid)
         with self._mutex:
             incarnation, lock = self._acquire(domid)
             try:
@@ -223,7 +242,7 @@ class Context:
         if domid is None:
             with self._mutex:
                 return self._store.items_everywhere() if all_hosts else self._store.items(None)
-        domid = check_domid(domid)
+        domid = self._checked_domid(domid)
         with self._mutex:
             incarnation, lock = self._acquire(domid)
             try:
@@ -243,7 +262,7 @@ class Context:
         with self._mutex:
             if isinstance(domain, Incarnation):
                 return self._collect(domain)
-            domid = check_domid(domain)
+            domid = self._checked_domid(domain)
             incarnation, lock = self._acquire(domid)
             try:
                 if isinstance(self._source, ManagedDomains):
@@ -261,8 +280,8 @@ class Context:
         """Move a live domain's data (and managed record) to *to_domid* on *to_host*
         in one transaction, as the domain migrates; how many items moved.
         Only cluster stores (PostgreSQL) have hosts to move between."""
-        domid = check_domid(domid)
-        to_domid = check_domid(to_domid)
+        domid = self._checked_domid(domid)
+        to_domid = self._checked_domid(to_domid)
         with self._mutex:
             incarnation, lock = self._acquire(domid)
             try:
