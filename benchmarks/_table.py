@@ -74,14 +74,16 @@ def print_table(rows: list[Row]) -> None:
         elif row.limit is not None:
             met = statistics.median(row.domdata) <= row.limit
             verdict = f"<= {row.limit:g} s {'ok' if met else 'MISS'}"
-        lines.append((
-            row.name,
-            "/".join(_us(f(row.domdata)) for f in (min, statistics.median, max)),
-            row.baseline_name,
-            "/".join(_us(f(row.baseline)) for f in (min, statistics.median, max)),
-            f"{row.ratio:.2f}x",
-            verdict,
-        ))
+        lines.append(
+            (
+                row.name,
+                "/".join(_us(f(row.domdata)) for f in (min, statistics.median, max)),
+                row.baseline_name,
+                "/".join(_us(f(row.baseline)) for f in (min, statistics.median, max)),
+                f"{row.ratio:.2f}x",
+                verdict,
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for n, line in enumerate(lines):
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())

@@ -1,7 +1,7 @@
 """Run every benchmark module and print one table of ratios against raw baselines.
 
-    python benchmarks/bench.py            # every backend this machine can run
-    python benchmarks/bench.py sqlite     # only rows_sqlite.py
+python benchmarks/bench.py            # every backend this machine can run
+python benchmarks/bench.py sqlite     # only rows_sqlite.py
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _table import Row, print_table  # noqa: E402
+from _table import Row, print_table
 
 
 def main(names: list[str]) -> None:

@@ -133,7 +133,9 @@ class Context:
             if domid in self._held:
                 held = self._held[domid]
                 if held is None:
-                    raise DomainNotFound("destroyed while its lock is held", domain=domid, store=self._store.url)
+                    raise DomainNotFound(
+                        "destroyed while its lock is held", domain=domid, store=self._store.url
+                    )
                 yield held
                 return
             incarnation, lock = self._acquire(domid)
@@ -173,8 +175,12 @@ class Context:
         if type(data) is not bytes:
             if not isinstance(data, bytearray | memoryview):
                 what = "str is refused: encode it first" if isinstance(data, str) else type(data).__name__
-                raise InvalidData(f"data is bytes, bytearray or memoryview ({what})",
-                                  domain=domid, userid=userid, store=self._store.url)
+                raise InvalidData(
+                    f"data is bytes, bytearray or memoryview ({what})",
+                    domain=domid,
+                    userid=userid,
+                    store=self._store.url,
+                )
             size = memoryview(data).nbytes
             if size > self.max_item_size:
                 self._too_large(size, domid, userid)
@@ -184,8 +190,12 @@ class Context:
         return data
 
     def _too_large(self, size: int, domid: int, userid: str) -> None:
-        raise DataTooLarge(f"{size} bytes is over the limit of {self.max_item_size} bytes per item",
-                           domain=domid, userid=userid, store=self._store.url)
+        raise DataTooLarge(
+            f"{size} bytes is over the limit of {self.max_item_size} bytes per item",
+            domain=domid,
+            userid=userid,
+            store=self._store.url,
+        )
 
     def store(self, domid: int, userid: str, data: bytes | bytearray | memoryview) -> None:
         """Replace the item atomically and durably; empty data deletes it.

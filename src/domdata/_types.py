@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid as _uuid
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -11,6 +12,16 @@ from ._errors import InvalidDomain
 MAX_DOMID = 2**32 - 1
 #: Default largest item a store accepts (DESIGN section 1).
 DEFAULT_MAX_ITEM_SIZE = 16 * 1024 * 1024
+
+
+# Five dash-separated alphanumeric groups, about a uuid's length: meant as a
+# uuid, so a bad one is an error, never a domain name (names may not look so).
+_UUID_SHAPED = re.compile(r"[0-9A-Za-z]+(?:-[0-9A-Za-z]+){4}")
+
+
+def uuid_shaped(text: str) -> bool:
+    """Whether *text* is written as a uuid is (five dash-separated groups, 30-40 characters)."""
+    return 30 <= len(text) <= 40 and _UUID_SHAPED.fullmatch(text) is not None
 
 
 class Incarnation(NamedTuple):

@@ -31,7 +31,7 @@ def _broken_rule(userid: str) -> str:
 def check_userid(userid: object) -> str:
     """Return *userid* if it is valid, else raise InvalidUserid naming the broken rule."""
     if userid in _valid_cache:
-        return userid  # type: ignore[return-value]
+        return userid
     if not isinstance(userid, str):
         raise InvalidUserid(f"a userid is a str, not {type(userid).__name__}")
     if _VALID.fullmatch(userid) is None or userid == LOCK_USERID:

@@ -9,12 +9,12 @@ import pytest
 
 import domdata
 from domdata import Domain
-from tests.kits import SOURCE_KITS, STORE_KITS, Setup, combinations
+from tests.kits import SOURCE_KITS, STORE_KITS, Setup, SourceKit, StoreKit, combinations
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _kits() -> Iterator[None]:
-    kits = [*STORE_KITS.values(), *SOURCE_KITS.values()]
+    kits: list[StoreKit | SourceKit] = [*STORE_KITS.values(), *SOURCE_KITS.values()]
     for kit in kits:
         kit.setup()
     yield

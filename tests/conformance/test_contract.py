@@ -138,7 +138,9 @@ def test_domain_not_found_is_a_domdata_error(ctx: domdata.Context) -> None:
         ctx.retrieve(_unused_domid(ctx), "xl")
 
 
-def test_destroyed_domain_has_no_data_and_refuses_calls(setup: Setup, ctx: domdata.Context, dom: Domain) -> None:
+def test_destroyed_domain_has_no_data_and_refuses_calls(
+    setup: Setup, ctx: domdata.Context, dom: Domain
+) -> None:
     other = setup.source.create(ctx)
     ctx.store(dom.domid, "xl", b"a")
     ctx.store(dom.domid, "app", b"b")
@@ -173,7 +175,7 @@ def test_two_incarnations_sharing_a_uuid_are_kept_apart(setup: Setup, ctx: domda
     if not setup.source.managed:
         pytest.skip("only the managed source can run two domains with one uuid (localhost migration)")
     source = ctx.managed.create(domid=40)
-    target = ctx.managed.create(domid=41, uuid=source.uuid)
+    ctx.managed.create(domid=41, uuid=source.uuid)
     ctx.store(40, "xl", b"source side")
     ctx.store(41, "xl", b"target side")
     assert ctx.destroy(40) == 1
@@ -183,7 +185,9 @@ def test_two_incarnations_sharing_a_uuid_are_kept_apart(setup: Setup, ctx: domda
 # -- destroy and reap -----------------------------------------------------------
 
 
-def test_destroying_an_ended_incarnation_collects_its_data(setup: Setup, ctx: domdata.Context, dom: Domain) -> None:
+def test_destroying_an_ended_incarnation_collects_its_data(
+    setup: Setup, ctx: domdata.Context, dom: Domain
+) -> None:
     ctx.store(dom.domid, "xl", b"orphan")
     setup.end(ctx, dom)
     assert ctx.destroy(dom.incarnation) == 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import string
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -12,18 +10,41 @@ import domdata
 from domdata import Domain
 from tests.kits import Setup
 
-FIXTURES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FIXTURES = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 ALLOWED = "".join(ch for ch in map(chr, range(0x21, 0x7F)) if ch not in "/*?[]\\")
 
-valid_userids = st.text(alphabet=ALLOWED, min_size=1, max_size=64).filter(lambda u: u != "domain-userdata-lock")
+valid_userids = st.text(alphabet=ALLOWED, min_size=1, max_size=64).filter(
+    lambda u: u != "domain-userdata-lock"
+)
 invalid_userids = st.one_of(
     st.just(""),
     st.just("domain-userdata-lock"),
-    st.sampled_from(["../etc/passwd", "a/b", "/", "x*", "x?", "[a]", "back\\slash", "sp ace", "tab\tx",
-                     "nul\0x", "caf\u00e9", "\u2603", "a" * 65]),
+    st.sampled_from(
+        [
+            "../etc/passwd",
+            "a/b",
+            "/",
+            "x*",
+            "x?",
+            "[a]",
+            "back\\slash",
+            "sp ace",
+            "tab\tx",
+            "nul\0x",
+            "caf\u00e9",
+            "\u2603",
+            "a" * 65,
+        ]
+    ),
     st.text(alphabet=ALLOWED, min_size=65, max_size=100),
-    st.builds(lambda a, bad, b: a + bad + b, st.text(alphabet=ALLOWED, max_size=20),
-              st.sampled_from(list("/*?[]\\ \x00\x7f\x1b\u00a0\u0101")), st.text(alphabet=ALLOWED, max_size=20)),
+    st.builds(
+        lambda a, bad, b: a + bad + b,
+        st.text(alphabet=ALLOWED, max_size=20),
+        st.sampled_from(list("/*?[]\\ \x00\x7f\x1b\u00a0\u0101")),
+        st.text(alphabet=ALLOWED, max_size=20),
+    ),
 )
 
 
@@ -41,7 +62,9 @@ def test_every_valid_userid_round_trips(ctx: domdata.Context, dom: Domain, useri
 
 @FIXTURES
 @given(userid=invalid_userids)
-def test_invalid_userid_is_refused_and_changes_nothing(ctx: domdata.Context, dom: Domain, userid: str) -> None:
+def test_invalid_userid_is_refused_and_changes_nothing(
+    ctx: domdata.Context, dom: Domain, userid: str
+) -> None:
     ctx.store(dom.domid, "xl", b"kept")
     before = _snapshot(ctx)
     for call in (
@@ -79,7 +102,9 @@ def test_dots_and_shell_characters_are_plain_userids(ctx: domdata.Context, dom: 
         ("domain-userdata-lock", "reserved"),
     ],
 )
-def test_invalid_userid_message_names_the_rule(ctx: domdata.Context, dom: Domain, userid: str, rule: str) -> None:
+def test_invalid_userid_message_names_the_rule(
+    ctx: domdata.Context, dom: Domain, userid: str, rule: str
+) -> None:
     with pytest.raises(domdata.InvalidUserid, match=rule):
         ctx.store(dom.domid, userid, b"x")
 

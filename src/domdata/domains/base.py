@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from .._errors import DomainNotFound
-from .._types import Domain, Incarnation, canonical_uuid, check_domid
+from .._types import Domain, Incarnation, canonical_uuid, check_domid, uuid_shaped
 
 
 class DomainSource(ABC):
@@ -39,7 +39,7 @@ class DomainSource(ABC):
             if for_domid is None:
                 raise DomainNotFound("no such domain", domain=domid)
             return for_domid
-        if len(text) == 36 and text.count("-") == 4:
+        if uuid_shaped(text):
             found = self.by_uuid(canonical_uuid(text))
             if len(found) == 1:
                 return found[0]

@@ -7,7 +7,7 @@ import uuid as _uuid
 from collections.abc import Sequence
 
 from .._errors import InvalidDomain
-from .._types import Domain, Incarnation, canonical_uuid, check_domid
+from .._types import Domain, Incarnation, canonical_uuid, check_domid, uuid_shaped
 from ..stores.base import DomainTable
 from .base import DomainSource
 
@@ -24,11 +24,9 @@ def check_name(name: object) -> str:
         raise InvalidDomain(f"domain name {name!r} has unprintable or surrounding space characters")
     if name.isdigit():
         raise InvalidDomain(f"domain name {name!r} is all digits: it would read as a domid")
-    try:
-        _uuid.UUID(name)
-    except ValueError:
-        return name
-    raise InvalidDomain(f"domain name {name!r} would read as a uuid")
+    if uuid_shaped(name):
+        raise InvalidDomain(f"domain name {name!r} would read as a uuid")
+    return name
 
 
 class ManagedDomains(DomainSource):
@@ -39,9 +37,7 @@ class ManagedDomains(DomainSource):
     def __init__(self, table: DomainTable) -> None:
         self._table = table
 
-    def create(
-        self, name: str | None = None, *, domid: int | None = None, uuid: str | None = None
-    ) -> Domain:
+    def create(self, name: str | None = None, *, domid: int | None = None, uuid: str | None = None) -> Domain:
         """Create a domain: the lowest free domid >= 1 and a random uuid unless given.
 
         Raises DomainExists if the domid or the name is taken.

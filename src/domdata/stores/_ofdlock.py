@@ -52,8 +52,9 @@ class RangeLocks:
                 if exc.errno not in _CONFLICT:
                     raise
             if time.monotonic() >= deadline:
-                raise LockTimeout(f"the domain's lock is still held after {timeout:g} s",
-                                  domain=domid, store=self._store)
+                raise LockTimeout(
+                    f"the domain's lock is still held after {timeout:g} s", domain=domid, store=self._store
+                )
             pause = min(pause * 2, 0.02)
 
     def close(self) -> None:
