@@ -9,21 +9,11 @@ import pytest
 
 import domdata
 from domdata import Domain
-from tests.kits import SOURCE_KITS, STORE_KITS, Setup, SourceKit, StoreKit, combinations
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _kits() -> Iterator[None]:
-    kits: list[StoreKit | SourceKit] = [*STORE_KITS.values(), *SOURCE_KITS.values()]
-    for kit in kits:
-        kit.setup()
-    yield
-    for kit in kits:
-        kit.teardown()
+from tests.kits import SOURCE_KITS, STORE_KITS, Setup, combinations
 
 
 @pytest.fixture(params=combinations(), ids=lambda pair: "+".join(pair))
-def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Setup:
+def setup(request: pytest.FixtureRequest, tmp_path: Path, kits: None) -> Setup:
     store_name, source_name = request.param
     store, source = STORE_KITS[store_name], SOURCE_KITS[source_name]
     return Setup(store, source, store.url(tmp_path), source.spec(tmp_path))
