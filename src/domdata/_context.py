@@ -62,6 +62,8 @@ class Context:
         self._mutex = threading.RLock()
         # Domains whose lock this context holds (``lock()``); None once destroyed.
         self._held: dict[int, Incarnation | None] = {}
+        # The store's one-step calls, when it keeps the managed domains itself.
+        self._fast = store.managed_ops() if isinstance(source, ManagedDomains) else None
 
     @property
     def store_url(self) -> str:
@@ -206,6 +208,12 @@ class Context:
         domid, userid = self._checked(domid, userid)
         payload = self._data(data, domid, userid)
         with self._mutex:
+            if self._fast is not None and domid not in self._held:
+                if payload:
+                    self._fast.put(domid, userid, payload, self.lock_timeout)
+                else:
+                    self._fast.delete(domid, userid, self.lock_timeout)
+                return
             incarnation, lock = self._acquire(domid)
             try:
                 if payload:
@@ -223,6 +231,9 @@ class Context:
         """
         domid, userid = self._checked(domid, userid)
         with self._mutex:
+            if self._fast is not None and domid not in self._held:
+                data = self._fast.get(domid, userid, self.lock_timeout)
+                return b"" if data is None else data
             incarnation, lock = self._acquire(domid)
             try:
                 data = self._store.get(incarnation, userid)
@@ -235,6 +246,8 @@ class Context:
         """Delete the item; whether there was one. DomainNotFound if the domain is not alive."""
         domid, userid = self._checked(domid, userid)
         with self._mutex:
+            if self._fast is not None and domid not in self._held:
+                return self._fast.delete(domid, userid, self.lock_timeout)
             incarnation, lock = self._acquire(domid)
             try:
                 return self._store.delete(incarnation, userid)

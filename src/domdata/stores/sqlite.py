@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from .._errors import CorruptItem, DomainExists, DomainNotFound, StoreUnavailable
 from .._types import Domain, Incarnation, Item
 from ._ofdlock import RangeLocks
-from .base import DomainTable, HeldLock, Store, StoreOptions
+from .base import DomainTable, HeldLock, ManagedOps, Store, StoreOptions
 
 T = TypeVar("T")
 
@@ -46,6 +46,20 @@ _UPSERT_MANAGED = (
     "INSERT INTO userdata (domid, uuid, userid, data)"
     " SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM domains WHERE domid = ?1 AND uuid = ?2)"
     " ON CONFLICT (domid, uuid, userid) DO UPDATE SET data = excluded.data"
+)
+# The managed fast path: the domain's row gives the uuid, or there is no domain.
+_UPSERT_BY_DOMID = (
+    "INSERT INTO userdata (domid, uuid, userid, data)"
+    " SELECT domid, uuid, ?2, ?3 FROM domains WHERE domid = ?1"
+    " ON CONFLICT (domid, uuid, userid) DO UPDATE SET data = excluded.data"
+)
+_SELECT_BY_DOMID = (
+    "SELECT u.data FROM domains d LEFT JOIN userdata u"
+    " ON u.domid = d.domid AND u.uuid = d.uuid AND u.userid = ?2 WHERE d.domid = ?1"
+)
+_DELETE_BY_DOMID = (
+    "DELETE FROM userdata WHERE domid = ?1 AND userid = ?2"
+    " AND uuid = (SELECT uuid FROM domains WHERE domid = ?1)"
 )
 _SELECT = "SELECT data FROM userdata WHERE domid = ? AND uuid = ? AND userid = ?"
 _DELETE = "DELETE FROM userdata WHERE domid = ? AND uuid = ? AND userid = ?"
@@ -164,11 +178,11 @@ class SQLiteStore(Store):
             row = self._db.execute(_SELECT, (incarnation[0], incarnation[1], userid)).fetchone()
         except sqlite3.Error as exc:
             self._fail(exc, incarnation, userid)
-        if row is None:
-            return None
-        data: bytes = row[0]
-        if not data:
-            raise CorruptItem("the item is empty", store=self.url, domain=incarnation, userid=userid)
+        return None if row is None else self._checked(row[0], incarnation, userid)
+
+    def _checked(self, data: bytes | None, domain: object, userid: str) -> bytes | None:
+        if data is not None and not data:
+            raise CorruptItem("the item is empty", store=self.url, domain=domain, userid=userid)
         return data
 
     def put(self, incarnation: Incarnation, userid: str, data: bytes) -> None:
@@ -217,11 +231,63 @@ class SQLiteStore(Store):
     def domain_table(self) -> DomainTable:
         return _SQLiteDomains(self)
 
+    def managed_ops(self) -> ManagedOps:
+        return _SQLiteManagedOps(self)
+
     def close(self) -> None:
         try:
             self._db.close()
         finally:
             self._locks.close()
+
+
+class _SQLiteManagedOps(ManagedOps):
+    """Lock, then one statement that finds the domain and acts on its item."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self._db = store._db
+        self._locks = store._locks
+
+    def _absent(self, domid: int, userid: str) -> DomainNotFound:
+        return DomainNotFound(
+            "no live domain (source managed)", store=self._store.url, domain=domid, userid=userid
+        )
+
+    def get(self, domid: int, userid: str, timeout: float) -> bytes | None:
+        lock = self._locks.lock(domid, timeout)
+        try:
+            row = self._db.execute(_SELECT_BY_DOMID, (domid, userid)).fetchone()
+        except sqlite3.Error as exc:
+            self._store._fail(exc, domid, userid)
+        finally:
+            lock.release()
+        if row is None:
+            raise self._absent(domid, userid)
+        return self._store._checked(row[0], domid, userid)
+
+    def put(self, domid: int, userid: str, data: bytes, timeout: float) -> None:
+        params = (domid, userid, data)
+        lock = self._locks.lock(domid, timeout)
+        try:
+            cursor = self._store._retry(lambda: self._db.execute(_UPSERT_BY_DOMID, params))
+        finally:
+            lock.release()
+        if cursor.rowcount == 0:
+            raise self._absent(domid, userid)
+
+    def delete(self, domid: int, userid: str, timeout: float) -> bool:
+        params = (domid, userid)
+        lock = self._locks.lock(domid, timeout)
+        try:
+            if self._store._retry(lambda: self._db.execute(_DELETE_BY_DOMID, params)).rowcount:
+                return True
+            # Nothing deleted: say whether that is because there is no domain.
+            if self._db.execute("SELECT 1 FROM domains WHERE domid = ?", (domid,)).fetchone() is None:
+                raise self._absent(domid, userid)
+            return False
+        finally:
+            lock.release()
 
 
 class _SQLiteDomains(DomainTable):
