@@ -151,7 +151,9 @@ def test_a_link_planted_at_the_lock_path_is_a_clear_error(
 # -- managed domains --------------------------------------------------------------------
 
 
-def test_a_managed_domain_is_a_record_file_hidden_from_items(xen: Path, ctx: domdata.Context, dom: Domain) -> None:
+def test_a_managed_domain_is_a_record_file_hidden_from_items(
+    xen: Path, ctx: domdata.Context, dom: Domain
+) -> None:
     record = xen / record_name(dom.incarnation)
     assert json.loads(record.read_bytes()) == {"name": "web1"}
     assert ctx.list(dom.domid) == []
@@ -220,7 +222,8 @@ def test_reap_removes_dead_incarnations_stale_temps_and_unheld_stale_locks(
     finally:
         os.close(holder)
     assert [f for f in _files(xen) if f".{dom.domid}." in f] == []
-    assert not temp.exists() and not stale_lock.exists()
+    assert not temp.exists()
+    assert not stale_lock.exists()
     assert ctx.retrieve(live.domid, "xl") == b"lives"
 
 
