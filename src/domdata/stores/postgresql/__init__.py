@@ -1,0 +1,369 @@
+"""``postgresql://``: one database shared by a cluster of hosts.
+
+Every row carries the host its domid belongs to, so an incarnation is
+``(host, domid, uuid)`` and two hosts never see each other's domids. The
+domain lock is a PostgreSQL advisory lock keyed on (host, domid): the fused
+managed calls take it for their own transaction inside a server-side
+function (one round trip); ``lock()`` takes it for the session, on one
+connection pinned from the pool until the last lock is released, and every
+call on a locked domain runs on that connection, so a lost session fails
+the call instead of running it unlocked. Schema and keys: docs/postgresql.md.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+import socket
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, NoReturn
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg.types.string import TextLoader
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..._errors import DomainNotFound, LockTimeout, StoreUnavailable
+from ..._types import Incarnation, Item
+from ..base import DomainTable, HeldLock, ManagedOps, Store, StoreOptions
+from ._schema import ensure_schema
+
+__all__ = ["PostgreSQLStore"]
+
+#: Seconds to wait for a connection when the URL sets no ``connect_timeout``.
+DEFAULT_CONNECT_TIMEOUT = 5
+#: A context runs one call at a time; the second connection is for the one
+#: pinned by ``lock()`` while calls on other domains go on.
+POOL_MAX_SIZE = 4
+MAX_HOST_LENGTH = 255
+
+Connection = psycopg.Connection[Any]
+
+_SELECT = "SELECT data FROM userdata WHERE host = %s AND domid = %s AND uuid = %s AND userid = %s"
+_UPSERT = (
+    "INSERT INTO userdata (host, domid, uuid, userid, data) VALUES (%s, %s, %s, %s, %s)"
+    " ON CONFLICT (host, domid, uuid, userid) DO UPDATE SET data = excluded.data"
+)
+# The managed source's existence check, inside the write's own statement.
+_UPSERT_MANAGED = (
+    "INSERT INTO userdata (host, domid, uuid, userid, data) SELECT host, domid, uuid, %s, %s"
+    " FROM domains WHERE host = %s AND domid = %s AND uuid = %s"
+    " ON CONFLICT (host, domid, uuid, userid) DO UPDATE SET data = excluded.data"
+)
+_DELETE = "DELETE FROM userdata WHERE host = %s AND domid = %s AND uuid = %s AND userid = %s"
+_ITEMS = (
+    "SELECT userid, octet_length(data) FROM userdata WHERE host = %s AND domid = %s AND uuid = %s"
+    " ORDER BY userid"
+)
+_DROP = (
+    "DELETE FROM userdata WHERE host = %s AND (domid, uuid) IN"
+    " (SELECT * FROM unnest(%s::bigint[], %s::uuid[]))"
+)
+_UNLOCK = "SELECT pg_advisory_unlock(domdata_lock_key(%s, %s))"
+
+
+def printable_url(url: str) -> str:
+    """The URL without its password (in the authority or the query)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", "@", 1)
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "password"], safe="/")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def milliseconds(timeout: float) -> int:
+    """A lock timeout for ``lock_timeout``, where 0 would mean forever."""
+    return min(max(1, math.ceil(timeout * 1000)), 2**31 - 1)
+
+
+def _hung_up(conn: Connection) -> None:
+    """Pool check without a round trip: an idle connection has nothing to read
+    unless the server hung up (shutdown, restart, idle timeout)."""
+    poller = select.poll()
+    poller.register(conn.pgconn.socket, select.POLLIN)
+    if poller.poll(0):
+        conn.close()
+        raise psycopg.OperationalError("the server closed the connection")
+
+
+def _configure(durable: bool) -> Callable[[Connection], None]:
+    def configure(conn: Connection) -> None:
+        conn.adapters.register_loader("uuid", TextLoader)
+        conn.execute("SELECT set_config('synchronous_commit', %s, false)", ("on" if durable else "off",))
+
+    return configure
+
+
+class _DomainLock:
+    def __init__(self, store: PostgreSQLStore, domid: int) -> None:
+        self._store = store
+        self._domid = domid
+
+    def release(self) -> None:
+        self._store._unlock(self._domid)
+
+
+class PostgreSQLStore(Store):
+    """Items and managed domains of every host in one PostgreSQL database."""
+
+    def __init__(self, url: str, options: StoreOptions) -> None:
+        self.url = printable_url(url)
+        self.host = socket.gethostname() if options.host is None else options.host
+        if not 0 < len(self.host) <= MAX_HOST_LENGTH or not self.host.isprintable():
+            raise StoreUnavailable(
+                f"host name {self.host!r} is not 1 to {MAX_HOST_LENGTH} printable characters", store=self.url
+            )
+        self.managed = options.managed
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"not a PostgreSQL URL: {exc}", store=self.url) from exc
+        self.server = "PostgreSQL server {}:{} database {}".format(
+            params.get("host") or "(default socket)",
+            params.get("port") or 5432,
+            params.get("dbname") or "(default)",
+        )
+        self._timeout = float(params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
+        self._url = url
+        self._kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": round(self._timeout)}
+        if "application_name" not in params:
+            self._kwargs["application_name"] = "domdata"
+        self._pool: ConnectionPool[Connection] = ConnectionPool(
+            url,
+            kwargs=self._kwargs,
+            min_size=1,
+            max_size=POOL_MAX_SIZE,
+            timeout=self._timeout,
+            # Short, so that after an outage the next call connects at once
+            # instead of waiting out a long backoff.
+            reconnect_timeout=max(2 * self._timeout, 10.0),
+            configure=_configure(options.durable),
+            check=_hung_up,
+            name=f"domdata {self.url}",
+            num_workers=1,
+            open=True,
+        )
+        self._upsert = _UPSERT_MANAGED if options.managed else _UPSERT
+        # Session locks: the pinned connection holding them, how many times each
+        # domid is held, and domids whose lock died with a lost session.
+        self._pinned: Connection | None = None
+        self._held: dict[int, int] = {}
+        self._lost: dict[int, int] = {}
+        try:
+            with self._connection() as conn:
+                ensure_schema(conn, self.url)
+        except psycopg.Error as exc:
+            self.close()
+            self._fail(exc)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- plumbing ----------------------------------------------------------
+
+    def _fail(
+        self,
+        exc: BaseException,
+        domain: object = None,
+        userid: str | None = None,
+        timeout: float | None = None,
+    ) -> NoReturn:
+        if isinstance(exc, psycopg.errors.LockNotAvailable):
+            waited = "" if timeout is None else f": gave up after {timeout:g} s"
+            raise LockTimeout(
+                f"the domain's lock is held elsewhere{waited}", store=self.url, domain=domain, userid=userid
+            ) from exc
+        if isinstance(exc, PoolTimeout):
+            raise StoreUnavailable(
+                f"no connection to the {self.server} within {self._timeout:g} s: {self._diagnose()}",
+                store=self.url,
+                domain=domain,
+                userid=userid,
+            ) from exc
+        if isinstance(exc, psycopg.OperationalError):
+            raise StoreUnavailable(
+                f"lost the {self.server}: {exc}", store=self.url, domain=domain, userid=userid
+            ) from exc
+        raise StoreUnavailable(f"{self.server}: {exc}", store=self.url, domain=domain, userid=userid) from exc
+
+    def _diagnose(self) -> str:
+        """Why the pool has no connection: what a connection attempt says."""
+        try:
+            psycopg.connect(self._url, **self._kwargs).close()
+        except psycopg.Error as exc:
+            return str(exc).strip()
+        return "the pool is busy"
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        conn = self._pool.getconn()
+        try:
+            yield conn
+        finally:
+            self._pool.putconn(conn)
+
+    @contextmanager
+    def _on(
+        self,
+        domids: Collection[int],
+        domain: object = None,
+        userid: str | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[Connection]:
+        """A connection for a call on *domids*: the pinned one if it holds their
+        lock, else one from the pool. psycopg errors become domdata errors."""
+        if lost := [d for d in domids if d in self._lost]:
+            raise StoreUnavailable(
+                f"the session holding the lock of domain {lost[0]} was lost: "
+                "release the lock and take it again",
+                store=self.url,
+                domain=domain,
+                userid=userid,
+            )
+        try:
+            if self._pinned is not None and any(d in self._held for d in domids):
+                try:
+                    yield self._pinned
+                except psycopg.OperationalError:
+                    self._check_pinned()
+                    raise
+            else:
+                with self._connection() as conn:
+                    yield conn
+        except psycopg.Error as exc:
+            self._fail(exc, domain, userid, timeout)
+
+    def _check_pinned(self) -> None:
+        """After an error on the pinned connection: if it broke, its locks are gone."""
+        conn = self._pinned
+        if conn is not None and conn.broken:
+            for domid, count in self._held.items():
+                self._lost[domid] = self._lost.get(domid, 0) + count
+            self._held.clear()
+            self._pinned = None
+            self._pool.putconn(conn)
+
+    # -- locks -------------------------------------------------------------
+
+    def lock(self, domid: int, uuid: str | None, timeout: float) -> HeldLock:
+        if self._pinned is None:
+            try:
+                self._pinned = self._pool.getconn()
+            except PoolTimeout as exc:
+                self._fail(exc, domid)
+        conn = self._pinned
+        try:
+            conn.execute("SELECT domdata_lock(%s, %s, %s)", (self.host, domid, milliseconds(timeout)))
+        except psycopg.Error as exc:
+            self._check_pinned()
+            self._unpin_if_idle()
+            self._fail(exc, domid, timeout=timeout)
+        self._held[domid] = self._held.get(domid, 0) + 1
+        return _DomainLock(self, domid)
+
+    def _unlock(self, domid: int) -> None:
+        if domid in self._lost:
+            self._lost[domid] -= 1
+            if not self._lost[domid]:
+                del self._lost[domid]
+            return
+        self._held[domid] -= 1
+        if not self._held[domid]:
+            del self._held[domid]
+        assert self._pinned is not None
+        try:
+            self._pinned.execute(_UNLOCK, (self.host, domid))
+        except psycopg.Error as exc:
+            self._check_pinned()
+            # A broken session has released its locks by ending.
+            if self._pinned is not None:
+                self._fail(exc, domid)
+        self._unpin_if_idle()
+
+    def _unpin_if_idle(self) -> None:
+        if self._pinned is not None and not self._held:
+            conn, self._pinned = self._pinned, None
+            self._pool.putconn(conn)
+
+    # -- Store -------------------------------------------------------------
+
+    def get(self, incarnation: Incarnation, userid: str) -> bytes | None:
+        with self._on((incarnation.domid,), incarnation, userid) as conn:
+            row = conn.execute(_SELECT, (self.host, incarnation.domid, incarnation.uuid, userid)).fetchone()
+        if row is None:
+            return None
+        data: bytes = row[0]
+        return data
+
+    def put(self, incarnation: Incarnation, userid: str, data: bytes) -> None:
+        domid, uuid = incarnation
+        with self._on((domid,), incarnation, userid) as conn:
+            if self.managed:
+                cursor = conn.execute(self._upsert, (userid, data, self.host, domid, uuid))
+            else:
+                cursor = conn.execute(self._upsert, (self.host, domid, uuid, userid, data))
+        if cursor.rowcount == 0:
+            raise DomainNotFound("the domain is gone", store=self.url, domain=incarnation, userid=userid)
+
+    def delete(self, incarnation: Incarnation, userid: str) -> bool:
+        with self._on((incarnation.domid,), incarnation, userid) as conn:
+            cursor = conn.execute(_DELETE, (self.host, incarnation.domid, incarnation.uuid, userid))
+        return cursor.rowcount > 0
+
+    def items(self, incarnation: Incarnation | None) -> Sequence[Item]:
+        if incarnation is None:
+            with self._on(()) as conn:
+                rows = conn.execute(
+                    "SELECT domid, uuid, userid, octet_length(data) FROM userdata WHERE host = %s"
+                    " ORDER BY domid, uuid, userid",
+                    (self.host,),
+                ).fetchall()
+            return [Item(*row) for row in rows]
+        with self._on((incarnation.domid,), incarnation) as conn:
+            rows = conn.execute(_ITEMS, (self.host, *incarnation)).fetchall()
+        return [Item(incarnation.domid, incarnation.uuid, userid, size) for userid, size in rows]
+
+    def items_everywhere(self) -> Sequence[Item]:
+        with self._on(()) as conn:
+            rows = conn.execute(
+                "SELECT domid, uuid, userid, octet_length(data), host FROM userdata"
+                " ORDER BY host, domid, uuid, userid"
+            ).fetchall()
+        return [Item(*row) for row in rows]
+
+    def drop(self, incarnations: Collection[Incarnation]) -> int:
+        if not incarnations:
+            return 0
+        domids = [i.domid for i in incarnations]
+        with self._on(domids) as conn:
+            cursor = conn.execute(_DROP, (self.host, domids, [i.uuid for i in incarnations]))
+        return cursor.rowcount
+
+    def incarnations(self) -> set[Incarnation]:
+        with self._on(()) as conn:
+            rows = conn.execute("SELECT DISTINCT domid, uuid FROM userdata WHERE host = %s", (self.host,))
+            return {Incarnation(domid, uuid) for domid, uuid in rows}
+
+    def domain_table(self) -> DomainTable:
+        from ._domains import PostgreSQLDomains
+
+        return PostgreSQLDomains(self)
+
+    def managed_ops(self) -> ManagedOps | None:
+        from ._domains import FusedOps
+
+        return FusedOps(self) if self.managed else None
+
+    def migrate(self, incarnation: Incarnation, host: str | None, domid: int) -> int:
+        from ._domains import migrate
+
+        return migrate(self, incarnation, self.host if host is None else host, domid)
+
+    def close(self) -> None:
+        if self._pinned is not None:
+            with suppress(psycopg.Error):
+                self._pool.putconn(self._pinned)
+            self._pinned = None
+        self._pool.close()

@@ -1,0 +1,209 @@
+"""The cluster-wide managed domain table, the fused managed calls and migration.
+
+Each host sees only its own rows: the table is one per host, kept in one
+database so that a migration moves a domain between hosts in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import psycopg
+
+from ..._errors import DomainExists, DomainNotFound
+from ..._types import Domain, Incarnation
+from ..base import DomainTable, ManagedOps
+from . import milliseconds
+
+if TYPE_CHECKING:
+    from . import PostgreSQLStore
+
+#: How long a migration waits for the destination domain's lock.
+MIGRATE_LOCK_TIMEOUT = 60.0
+
+_DOMAIN = "SELECT domid, uuid, name FROM domains WHERE host = %s"
+# One host's domain table is changed by one transaction at a time: two
+# creations must not pick the same free domid. Keys ("domd", hashtext(host))
+# in the two-key space, apart from the domain locks.
+_HOST_LOCK = "SELECT pg_advisory_xact_lock(1685024100, hashtext(%s))"
+# The lowest free domid >= 1: 1 itself, or the first domid after a taken one.
+_FREE_DOMID = """
+    SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM domains WHERE host = %(host)s AND domid = 1)
+    UNION ALL (
+        SELECT d.domid + 1 FROM domains d WHERE d.host = %(host)s AND d.domid >= 1
+        AND NOT EXISTS (SELECT 1 FROM domains e WHERE e.host = %(host)s AND e.domid = d.domid + 1)
+        ORDER BY d.domid LIMIT 1)
+    LIMIT 1"""
+# Deleting the domain and its items in one statement is one transaction.
+_REMOVE = """
+    WITH gone AS (DELETE FROM domains WHERE host = %(host)s AND domid = %(domid)s AND uuid = %(uuid)s),
+    items AS (DELETE FROM userdata WHERE host = %(host)s AND domid = %(domid)s AND uuid = %(uuid)s RETURNING 1)
+    SELECT count(*) FROM items"""
+
+
+class PostgreSQLDomains(DomainTable):
+    """The managed domains of the store's host."""
+
+    def __init__(self, store: PostgreSQLStore) -> None:
+        self._store = store
+        self._host = store.host
+
+    def add(self, domid: int | None, uuid: str, name: str | None) -> Domain:
+        store, host = self._store, self._host
+        with store._on(() if domid is None else (domid,), domid) as conn, conn.transaction():
+            conn.execute(_HOST_LOCK, (host,))
+            if domid is None:
+                row = conn.execute(_FREE_DOMID, {"host": host}).fetchone()
+                assert row is not None
+                domid = int(row[0])
+            elif conn.execute(
+                "SELECT 1 FROM domains WHERE host = %s AND domid = %s", (host, domid)
+            ).fetchone():
+                raise DomainExists(
+                    f"a domain with this domid exists on host {host}", store=store.url, domain=domid
+                )
+            if (
+                name is not None
+                and conn.execute(
+                    "SELECT 1 FROM domains WHERE host = %s AND name = %s", (host, name)
+                ).fetchone()
+            ):
+                raise DomainExists(
+                    f"a domain named {name!r} exists on host {host}", store=store.url, domain=domid
+                )
+            conn.execute(
+                "INSERT INTO domains (host, domid, uuid, name) VALUES (%s, %s, %s, %s)",
+                (host, domid, uuid, name),
+            )
+        return Domain(domid, uuid, name)
+
+    def remove(self, incarnation: Incarnation) -> int:
+        with self._store._on((incarnation.domid,), incarnation) as conn:
+            row = conn.execute(
+                _REMOVE, {"host": self._host, "domid": incarnation.domid, "uuid": incarnation.uuid}
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def get(self, domid: int) -> Domain | None:
+        rows = self._query(_DOMAIN + " AND domid = %s", (self._host, domid))
+        return rows[0] if rows else None
+
+    def with_uuid(self, uuid: str) -> Sequence[Domain]:
+        return self._query(_DOMAIN + " AND uuid = %s ORDER BY domid", (self._host, uuid))
+
+    def with_name(self, name: str) -> Domain | None:
+        rows = self._query(_DOMAIN + " AND name = %s", (self._host, name))
+        return rows[0] if rows else None
+
+    def all(self) -> Sequence[Domain]:
+        return self._query(_DOMAIN + " ORDER BY domid", (self._host,))
+
+    def _query(self, query: str, params: tuple[object, ...]) -> list[Domain]:
+        with self._store._on(()) as conn:
+            return [Domain(*row) for row in conn.execute(query, params)]
+
+
+class FusedOps(ManagedOps):
+    """Lock, check the domain and act in one round trip: one call of a
+    server-side function (see _schema, migration 2)."""
+
+    def __init__(self, store: PostgreSQLStore) -> None:
+        self._store = store
+        self._host = store.host
+
+    def get(self, domid: int, userid: str, timeout: float) -> bytes | None:
+        rows = self._call(
+            "SELECT item FROM domdata_get(%s, %s, %s, %s)",
+            (self._host, domid, userid, milliseconds(timeout)),
+            domid,
+            userid,
+            timeout,
+        )
+        if not rows:
+            self._not_found(domid, userid)
+        data: bytes | None = rows[0][0]
+        return data
+
+    def put(self, domid: int, userid: str, data: bytes, timeout: float) -> None:
+        rows = self._call(
+            "SELECT domdata_put(%s, %s, %s, %s, %s)",
+            (self._host, domid, userid, data, milliseconds(timeout)),
+            domid,
+            userid,
+            timeout,
+        )
+        if not rows[0][0]:
+            self._not_found(domid, userid)
+
+    def delete(self, domid: int, userid: str, timeout: float) -> bool:
+        rows = self._call(
+            "SELECT domdata_delete(%s, %s, %s, %s)",
+            (self._host, domid, userid, milliseconds(timeout)),
+            domid,
+            userid,
+            timeout,
+        )
+        if rows[0][0] < 0:
+            self._not_found(domid, userid)
+        return bool(rows[0][0])
+
+    def _call(
+        self, query: str, params: tuple[object, ...], domid: int, userid: str, timeout: float
+    ) -> list[tuple[Any, ...]]:
+        with self._store._on((), domid, userid, timeout) as conn:
+            return conn.execute(query, params).fetchall()
+
+    def _not_found(self, domid: int, userid: str) -> NoReturn:
+        raise DomainNotFound(
+            "no live domain (source managed)", store=self._store.url, domain=domid, userid=userid
+        )
+
+
+def migrate(store: PostgreSQLStore, incarnation: Incarnation, host: str, domid: int) -> int:
+    """Move the incarnation's items, and its managed domain unless the
+    destination already runs it (the receiving half of a live migration)."""
+    source = (store.host, incarnation.domid, incarnation.uuid)
+    if (host, domid) == source[:2]:
+        return 0
+    timeout = MIGRATE_LOCK_TIMEOUT
+    with store._on((incarnation.domid,), incarnation, timeout=timeout) as conn, conn.transaction():
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (str(milliseconds(timeout)),))
+        conn.execute("SELECT pg_advisory_xact_lock(domdata_lock_key(%s, %s))", (host, domid))
+        there = conn.execute(
+            "SELECT uuid FROM domains WHERE host = %s AND domid = %s FOR UPDATE", (host, domid)
+        ).fetchone()
+        if there is not None and there[0] != incarnation.uuid:
+            raise DomainExists(
+                f"host {host} runs another domain with domid {domid}", store=store.url, domain=incarnation
+            )
+        clash = conn.execute(
+            "SELECT userid FROM userdata WHERE host = %s AND domid = %s AND uuid = %s AND userid IN"
+            " (SELECT userid FROM userdata WHERE host = %s AND domid = %s AND uuid = %s) ORDER BY userid",
+            (host, domid, incarnation.uuid, *source),
+        ).fetchall()
+        if clash:
+            names = ", ".join(repr(row[0]) for row in clash)
+            raise DomainExists(
+                f"domain {domid} on host {host} already has items {names}: nothing moved",
+                store=store.url,
+                domain=incarnation,
+            )
+        if store.managed and there is None:
+            try:
+                moved = conn.execute(
+                    "UPDATE domains SET host = %s, domid = %s WHERE host = %s AND domid = %s AND uuid = %s",
+                    (host, domid, *source),
+                )
+            except psycopg.errors.UniqueViolation as exc:
+                raise DomainExists(
+                    f"host {host} has a domain with this one's name", store=store.url, domain=incarnation
+                ) from exc
+            if moved.rowcount == 0:
+                raise DomainNotFound("the domain is gone", store=store.url, domain=incarnation)
+        cursor = conn.execute(
+            "UPDATE userdata SET host = %s, domid = %s WHERE host = %s AND domid = %s AND uuid = %s",
+            (host, domid, *source),
+        )
+        return cursor.rowcount

@@ -1,0 +1,128 @@
+"""The PostgreSQL schema: ordered migrations, applied once under an advisory lock.
+
+``schema_version`` holds one row per migration applied. A store opening a
+database checks the highest version with one query; only when it is behind
+does it take the migration lock and apply what is missing, so several
+processes using a fresh database at once create it exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, LiteralString
+
+import psycopg
+
+from ..._errors import StoreUnavailable
+
+#: pg_advisory_xact_lock(int, int) keys of the migration lock ("domd", 0). The
+#: two-key form lives apart from the bigint keys of the domain locks.
+MIGRATION_LOCK = (0x646F6D64, 0)
+
+# Each entry is one migration; its version is its position + 1. Never edit an
+# entry once released: append a new one.
+MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
+    # 1: the cluster-wide domain table and the items, both keyed by host.
+    (
+        """CREATE TABLE domains (
+            host text NOT NULL,
+            domid bigint NOT NULL CHECK (domid BETWEEN 0 AND 4294967295),
+            uuid uuid NOT NULL,
+            name text,
+            PRIMARY KEY (host, domid),
+            UNIQUE (host, name))""",
+        "CREATE INDEX domains_uuid ON domains (host, uuid)",
+        """CREATE TABLE userdata (
+            host text NOT NULL,
+            domid bigint NOT NULL CHECK (domid BETWEEN 0 AND 4294967295),
+            uuid uuid NOT NULL,
+            userid text NOT NULL,
+            data bytea NOT NULL CHECK (octet_length(data) > 0),
+            PRIMARY KEY (host, domid, uuid, userid))""",
+    ),
+    # 2: the domain lock's key, and the calls that lock, check and act in one
+    # round trip. They are VOLATILE plpgsql: each statement in them takes a new
+    # snapshot, so what follows the lock sees every commit made before it.
+    (
+        """CREATE FUNCTION domdata_lock_key(p_host text, p_domid bigint) RETURNS bigint
+            LANGUAGE sql IMMUTABLE PARALLEL SAFE
+            AS $$ SELECT (hashtext(p_host)::bigint << 32) | p_domid $$""",
+        """CREATE FUNCTION domdata_lock(p_host text, p_domid bigint, p_timeout_ms integer) RETURNS void
+            LANGUAGE plpgsql VOLATILE AS $$
+            BEGIN
+                PERFORM set_config('lock_timeout', p_timeout_ms::text, true);
+                PERFORM pg_advisory_lock(domdata_lock_key(p_host, p_domid));
+            END $$""",
+        """CREATE FUNCTION domdata_get(p_host text, p_domid bigint, p_userid text, p_timeout_ms integer)
+            RETURNS TABLE (item bytea) LANGUAGE plpgsql VOLATILE AS $$
+            BEGIN
+                PERFORM set_config('lock_timeout', p_timeout_ms::text, true);
+                PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
+                RETURN QUERY SELECT u.data FROM domains d LEFT JOIN userdata u
+                    ON u.host = d.host AND u.domid = d.domid AND u.uuid = d.uuid AND u.userid = p_userid
+                    WHERE d.host = p_host AND d.domid = p_domid;
+            END $$""",
+        """CREATE FUNCTION domdata_put(
+                p_host text, p_domid bigint, p_userid text, p_data bytea, p_timeout_ms integer)
+            RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+            BEGIN
+                PERFORM set_config('lock_timeout', p_timeout_ms::text, true);
+                PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
+                INSERT INTO userdata (host, domid, uuid, userid, data)
+                    SELECT d.host, d.domid, d.uuid, p_userid, p_data FROM domains d
+                    WHERE d.host = p_host AND d.domid = p_domid
+                    ON CONFLICT (host, domid, uuid, userid) DO UPDATE SET data = excluded.data;
+                RETURN FOUND;
+            END $$""",
+        """CREATE FUNCTION domdata_delete(p_host text, p_domid bigint, p_userid text, p_timeout_ms integer)
+            RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
+            DECLARE
+                v_uuid uuid;
+            BEGIN
+                PERFORM set_config('lock_timeout', p_timeout_ms::text, true);
+                PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
+                SELECT d.uuid INTO v_uuid FROM domains d WHERE d.host = p_host AND d.domid = p_domid;
+                IF NOT FOUND THEN
+                    RETURN -1;
+                END IF;
+                DELETE FROM userdata u WHERE u.host = p_host AND u.domid = p_domid
+                    AND u.uuid = v_uuid AND u.userid = p_userid;
+                RETURN CASE WHEN FOUND THEN 1 ELSE 0 END;
+            END $$""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_CURRENT = "SELECT max(version) FROM schema_version"
+
+
+def ensure_schema(conn: psycopg.Connection[Any], url: str, upto: int = SCHEMA_VERSION) -> None:
+    """Bring the database to schema version *upto* (autocommit connection)."""
+    try:
+        version = conn.execute(_CURRENT).fetchone()
+    except psycopg.errors.UndefinedTable:
+        version = None
+    if version is not None and version[0] is not None and version[0] >= upto:
+        _refuse_newer(version[0], url)
+        return
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", MIGRATION_LOCK)
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_version (
+                version integer PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        row = conn.execute(_CURRENT).fetchone()
+        current = 0 if row is None or row[0] is None else row[0]
+        _refuse_newer(current, url)
+        for version_number in range(current + 1, upto + 1):
+            for statement in MIGRATIONS[version_number - 1]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version_number,))
+
+
+def _refuse_newer(version: int, url: str) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreUnavailable(
+            f"schema version {version} is newer than this domdata knows ({SCHEMA_VERSION}): upgrade domdata",
+            store=url,
+        )
