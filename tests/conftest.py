@@ -14,7 +14,8 @@ def kits() -> Iterator[None]:
     """Start whatever the kits need (servers, daemons) once, stop it at the end."""
     started: list[StoreKit | SourceKit] = []
     try:
-        for kit in [*STORE_KITS.values(), *SOURCE_KITS.values()]:
+        every: list[StoreKit | SourceKit] = [*STORE_KITS.values(), *SOURCE_KITS.values()]
+        for kit in every:
             kit.setup()
             started.append(kit)
         yield
