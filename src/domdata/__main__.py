@@ -1,0 +1,5 @@
+"""``python -m domdata``: the command line."""
+
+from .cli import main
+
+main()
