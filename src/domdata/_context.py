@@ -123,6 +123,15 @@ class Context:
         raise DomainNotFound(f"no live domain (source {source.spec})", domain=domid, store=store.url)
 
     @contextmanager
+    def _locked(self, domid: int) -> Iterator[Incarnation]:
+        incarnation, lock = self._acquire(domid)
+        try:
+            yield incarnation
+        finally:
+            if lock is not None:
+                lock.release()
+
+    @contextmanager
     def lock(self, domid: int) -> Iterator[Incarnation]:
         """Hold the domain's lock for a read-modify-write spanning several calls.
 
@@ -132,22 +141,17 @@ class Context:
         """
         domid = self._checked_domid(domid)
         with self._mutex:
-            if domid in self._held:
-                held = self._held[domid]
-                if held is None:
-                    raise DomainNotFound(
-                        "destroyed while its lock is held", domain=domid, store=self._store.url
-                    )
-                yield held
-                return
             incarnation, lock = self._acquire(domid)
+            if lock is None:
+                # Already held by this context: the outer block releases it.
+                yield incarnation
+                return
             self._held[domid] = incarnation
             try:
                 yield incarnation
             finally:
                 del self._held[domid]
-                if lock is not None:
-                    lock.release()
+                lock.release()
 
     def adopt_lock(self, incarnation: Incarnation) -> None:
         """Treat the domain's lock as held by this context without taking it.
@@ -214,15 +218,11 @@ class Context:
                 else:
                     self._fast.delete(domid, userid, self.lock_timeout)
                 return
-            incarnation, lock = self._acquire(domid)
-            try:
+            with self._locked(domid) as incarnation:
                 if payload:
                     self._store.put(incarnation, userid, payload)
                 else:
                     self._store.delete(incarnation, userid)
-            finally:
-                if lock is not None:
-                    lock.release()
 
     def retrieve(self, domid: int, userid: str) -> bytes:
         """The item, or ``b""`` when there is none (absent is not an error).
@@ -234,12 +234,8 @@ class Context:
             if self._fast is not None and domid not in self._held:
                 data = self._fast.get(domid, userid, self.lock_timeout)
                 return b"" if data is None else data
-            incarnation, lock = self._acquire(domid)
-            try:
+            with self._locked(domid) as incarnation:
                 data = self._store.get(incarnation, userid)
-            finally:
-                if lock is not None:
-                    lock.release()
         return b"" if data is None else data
 
     def unlink(self, domid: int, userid: str) -> bool:
@@ -248,12 +244,8 @@ class Context:
         with self._mutex:
             if self._fast is not None and domid not in self._held:
                 return self._fast.delete(domid, userid, self.lock_timeout)
-            incarnation, lock = self._acquire(domid)
-            try:
+            with self._locked(domid) as incarnation:
                 return self._store.delete(incarnation, userid)
-            finally:
-                if lock is not None:
-                    lock.release()
 
     def list(self, domid: int | None = None, *, all_hosts: bool = False) -> Sequence[Item]:
         """The items (userid and size) of a live domain, or of the whole store.
@@ -266,13 +258,8 @@ class Context:
             with self._mutex:
                 return self._store.items_everywhere() if all_hosts else self._store.items(None)
         domid = self._checked_domid(domid)
-        with self._mutex:
-            incarnation, lock = self._acquire(domid)
-            try:
-                return self._store.items(incarnation)
-            finally:
-                if lock is not None:
-                    lock.release()
+        with self._mutex, self._locked(domid) as incarnation:
+            return self._store.items(incarnation)
 
     def destroy(self, domain: int | Incarnation) -> int:
         """The domain is going away: remove all its data; how many items went.
@@ -286,8 +273,7 @@ class Context:
             if isinstance(domain, Incarnation):
                 return self._collect(domain)
             domid = self._checked_domid(domain)
-            incarnation, lock = self._acquire(domid)
-            try:
+            with self._locked(domid) as incarnation:
                 if isinstance(self._source, ManagedDomains):
                     removed = self._source.remove(incarnation)
                 else:
@@ -295,9 +281,6 @@ class Context:
                 if domid in self._held:
                     self._held[domid] = None
                 return removed
-            finally:
-                if lock is not None:
-                    lock.release()
 
     def migrate(self, domid: int, *, to_domid: int, to_host: str | None = None) -> int:
         """Move a live domain's data (and managed record) to *to_domid* on *to_host*
@@ -305,13 +288,8 @@ class Context:
         Only cluster stores (PostgreSQL) have hosts to move between."""
         domid = self._checked_domid(domid)
         to_domid = self._checked_domid(to_domid)
-        with self._mutex:
-            incarnation, lock = self._acquire(domid)
-            try:
-                return self._store.migrate(incarnation, to_host, to_domid)
-            finally:
-                if lock is not None:
-                    lock.release()
+        with self._mutex, self._locked(domid) as incarnation:
+            return self._store.migrate(incarnation, to_host, to_domid)
 
     def _collect(self, incarnation: Incarnation) -> int:
         lock = None
