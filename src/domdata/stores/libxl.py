@@ -31,13 +31,14 @@ from urllib.parse import unquote, urlsplit
 from .._errors import (
     CorruptItem,
     DomainExists,
+    DomainNotFound,
     InvalidUserid,
     LockTimeout,
     ReapRefused,
     StoreUnavailable,
 )
 from .._types import Domain, Incarnation, Item
-from .base import DomainTable, HeldLock, Store, StoreOptions
+from .base import DomainTable, HeldLock, ManagedOps, Store, StoreOptions
 
 #: libxl's XEN_LIB_DIR on Linux distributions.
 XEN_LIB_DIR = "/var/lib/xen"
@@ -102,16 +103,19 @@ def is_xen_authority(source: str) -> bool:
     return kind == "libvirt" and parts.scheme in ("xen", "xen+unix") and parts.netloc in ("", "localhost")
 
 
-class _Lock:
-    """A held domain lock: flock on the open lock file whose inode the path still names."""
+class _LockFile:
+    """An open lock file; held while ``flock``-ed and its path names its inode."""
 
-    __slots__ = ("doomed", "fd", "incarnation", "store")
+    __slots__ = ("dev", "doomed", "fd", "incarnation", "ino", "name", "store")
 
-    def __init__(self, store: LibxlStore, incarnation: Incarnation, fd: int) -> None:
+    def __init__(self, store: LibxlStore, incarnation: Incarnation, name: str, fd: int) -> None:
         self.store = store
         self.incarnation = incarnation
+        self.name = name
         self.fd = fd
-        #: The lock file was unlinked (the incarnation was dropped): close, never keep.
+        mine = os.fstat(fd)
+        self.dev, self.ino = mine.st_dev, mine.st_ino
+        #: The path was unlinked while held (the incarnation was dropped): close, never keep.
         self.doomed = False
 
     def release(self) -> None:
@@ -134,8 +138,8 @@ class LibxlStore(Store):
             raise StoreUnavailable(
                 f"cannot open the directory {self.path}: {exc.strerror}", store=url
             ) from exc
-        self._kept: OrderedDict[Incarnation, int] = OrderedDict()
-        self._held: dict[Incarnation, _Lock] = {}
+        self._kept: OrderedDict[Incarnation, _LockFile] = OrderedDict()
+        self._held: dict[Incarnation, _LockFile] = {}
         self._domains = _LibxlDomains(self)
 
     # -- plumbing ----------------------------------------------------------
@@ -184,23 +188,25 @@ class LibxlStore(Store):
         if uuid is None:
             raise TypeError("the libxl store's lock is keyed by (domid, uuid)")
         incarnation = Incarnation(domid, uuid)
-        name = item_name("l", incarnation, LOCK_USERID)
-        fd = self._kept.pop(incarnation, None)
-        deadline = time.monotonic() + timeout
+        lock = self._kept.pop(incarnation, None)
+        deadline = None
         pause = 0.0005
         try:
             while True:
-                if fd is None:
-                    fd = self._open_lock(name, incarnation)
-                if self._try_flock(fd):
-                    if self._names_inode(name, fd):
-                        held = self._held[incarnation] = _Lock(self, incarnation, fd)
-                        return held
+                if lock is None:
+                    lock = self._open_lock(incarnation)
+                if self._try_flock(lock.fd):
+                    if self._names_inode(lock):
+                        self._held[incarnation] = lock
+                        return lock
                     # Its holder released it by unlinking: lock the path's new file.
-                    os.close(fd)
-                    fd = None
+                    os.close(lock.fd)
+                    lock = None
                     continue
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + timeout
+                if now >= deadline:
                     raise LockTimeout(
                         f"the domain's lock is still held after {timeout:g} s",
                         domain=incarnation,
@@ -209,13 +215,14 @@ class LibxlStore(Store):
                 time.sleep(pause)
                 pause = min(pause * 2, 0.02)
         except BaseException:
-            if fd is not None:
-                os.close(fd)
+            if lock is not None:
+                os.close(lock.fd)
             raise
 
-    def _open_lock(self, name: str, incarnation: Incarnation) -> int:
+    def _open_lock(self, incarnation: Incarnation, flags: int = _LOCK) -> _LockFile:
+        name = item_name("l", incarnation, LOCK_USERID)
         try:
-            return os.open(name, _LOCK, 0o600, dir_fd=self._dir)
+            return _LockFile(self, incarnation, name, os.open(name, flags, 0o600, dir_fd=self._dir))
         except OSError as exc:
             self._fail(f"cannot open the lock file {name}", exc, incarnation)
 
@@ -227,44 +234,42 @@ class LibxlStore(Store):
             return False
         return True
 
-    def _names_inode(self, name: str, fd: int) -> bool:
+    def _names_inode(self, lock: _LockFile) -> bool:
+        """libxl's re-check: does the path still name the inode we flocked?"""
         try:
-            now = os.stat(name, dir_fd=self._dir, follow_symlinks=False)
+            now = os.stat(lock.name, dir_fd=self._dir, follow_symlinks=False)
         except FileNotFoundError:
             return False
-        mine = os.fstat(fd)
-        return now.st_ino == mine.st_ino and now.st_dev == mine.st_dev
+        return now.st_ino == lock.ino and now.st_dev == lock.dev
 
-    def _release(self, lock: _Lock) -> None:
+    def _release(self, lock: _LockFile) -> None:
         if self._held.get(lock.incarnation) is lock:
             del self._held[lock.incarnation]
         if lock.doomed:
             os.close(lock.fd)
             return
         fcntl.flock(lock.fd, fcntl.LOCK_UN)
-        self._kept[lock.incarnation] = lock.fd
+        self._kept[lock.incarnation] = lock
         if len(self._kept) > KEPT_LOCKS:
-            os.close(self._kept.popitem(last=False)[1])
+            os.close(self._kept.popitem(last=False)[1].fd)
 
     def _unlink_lock(self, entry: _Entry) -> bool:
         """Unlink a lock file the libxl way: only while holding it, then close."""
-        incarnation = entry.incarnation
-        held = self._held.get(incarnation)
-        if held is not None and entry.rest == LOCK_USERID:
+        held = self._held.get(entry.incarnation)
+        if held is not None and entry.name == held.name:
             self._unlink(entry.name)
             held.doomed = True
             return True
-        kept = self._kept.pop(incarnation, None) if entry.rest == LOCK_USERID else None
-        if kept is not None:
-            os.close(kept)
+        kept = self._kept.get(entry.incarnation)
+        if kept is not None and entry.name == kept.name:
+            os.close(self._kept.pop(entry.incarnation).fd)
         try:
             fd = os.open(entry.name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._dir)
         except OSError:
             return False
+        lock = _LockFile(self, entry.incarnation, entry.name, fd)
         try:
-            if self._try_flock(fd) and self._names_inode(entry.name, fd):
-                return self._unlink(entry.name)
-            return False
+            return self._try_flock(fd) and self._names_inode(lock) and self._unlink(entry.name)
         finally:
             os.close(fd)
 
@@ -430,7 +435,7 @@ class LibxlStore(Store):
             held = self.lock(incarnation.domid, incarnation.uuid, 0)
         except LockTimeout:
             return []
-        assert isinstance(held, _Lock)
+        assert isinstance(held, _LockFile)
         try:
             with self._domains.locked():
                 removed = [e.name for e in temps if self._unlink(e.name)]
@@ -466,21 +471,18 @@ class LibxlStore(Store):
     def domain_table(self) -> DomainTable:
         return self._domains
 
+    def managed_ops(self) -> ManagedOps:
+        return _ManagedOps(self)
+
     def close(self) -> None:
         for lock in list(self._held.values()):
             os.close(lock.fd)
         self._held.clear()
         while self._kept:
-            os.close(self._kept.popitem()[1])
+            os.close(self._kept.popitem()[1].fd)
         if self._dir >= 0:
             os.close(self._dir)
             self._dir = -1
-
-
-class _Record(NamedTuple):
-    domain: Domain
-    inode: int
-    mtime_ns: int
 
 
 class _LibxlDomains(DomainTable):
@@ -492,8 +494,11 @@ class _LibxlDomains(DomainTable):
 
     def __init__(self, store: LibxlStore) -> None:
         self._store = store
-        #: domid -> the record last read, trusted while its file is unchanged.
-        self._cache: dict[int, _Record] = {}
+        #: domid -> the domain last read and its record's name, trusted while the
+        #: record exists: (domid, uuid) are in the name, and a record's name never
+        #: changes (only a record removed and re-created for the very same
+        #: incarnation under a new name would be missed).
+        self._cache: dict[int, tuple[Domain, str]] = {}
 
     def locked(self) -> _DirectoryLock:
         return _DirectoryLock(self._store._dir)
@@ -502,12 +507,12 @@ class _LibxlDomains(DomainTable):
         store = self._store
         with self.locked():
             records = self._scan()
-            taken = {r.domain.domid for r in records}
+            taken = {r.domid for r in records}
             if domid is None:
                 domid = next(n for n in range(1, len(taken) + 2) if n not in taken)
             elif domid in taken:
                 raise DomainExists("a domain with this domid exists", store=store.url, domain=domid)
-            if name is not None and any(r.domain.name == name for r in records):
+            if name is not None and any(r.name == name for r in records):
                 raise DomainExists(f"a domain named {name!r} exists", store=store.url, domain=domid)
             domain = Domain(domid, uuid, name)
             final = record_name(domain.incarnation)
@@ -529,38 +534,37 @@ class _LibxlDomains(DomainTable):
     def get(self, domid: int) -> Domain | None:
         cached = self._cache.get(domid)
         if cached is not None:
-            try:
-                now = os.stat(
-                    record_name(cached.domain.incarnation), dir_fd=self._store._dir, follow_symlinks=False
-                )
-                if (now.st_ino, now.st_mtime_ns) == (cached.inode, cached.mtime_ns):
-                    return cached.domain
-            except FileNotFoundError:
-                pass
+            if os.access(cached[1], os.F_OK, dir_fd=self._store._dir, follow_symlinks=False):
+                return cached[0]
             del self._cache[domid]
         prefix = f"userdata-m.{domid}."
         found = self._read(e for e in _parse(self._store._listdir()) if e.name.startswith(prefix))
         if not found:
             return None
-        self._cache[domid] = found[0]
-        return found[0].domain
+        self._cache[domid] = (found[0], record_name(found[0].incarnation))
+        return found[0]
+
+    def hint(self, domid: int) -> Domain | None:
+        """The domain last seen with this domid, unchecked: to be confirmed under its lock."""
+        cached = self._cache.get(domid)
+        return cached[0] if cached is not None else self.get(domid)
 
     def with_uuid(self, uuid: str) -> Sequence[Domain]:
-        return [r.domain for r in self._scan() if r.domain.uuid == uuid]
+        return [d for d in self._scan() if d.uuid == uuid]
 
     def with_name(self, name: str) -> Domain | None:
-        return next((r.domain for r in self._scan() if r.domain.name == name), None)
+        return next((d for d in self._scan() if d.name == name), None)
 
     def all(self) -> Sequence[Domain]:
-        return [r.domain for r in self._scan()]
+        return self._scan()
 
-    def _scan(self) -> list[_Record]:
+    def _scan(self) -> list[Domain]:
         return self._read(_parse(self._store._listdir()))
 
-    def _read(self, entries: Iterable[_Entry]) -> list[_Record]:
-        """The records among *entries*, by domid; files that vanish meanwhile are skipped."""
+    def _read(self, entries: Iterable[_Entry]) -> list[Domain]:
+        """The domains recorded among *entries*, by domid; records that vanish meanwhile are skipped."""
         store = self._store
-        records = []
+        domains = []
         for entry in entries:
             if entry.kind != "m" or entry.rest != RECORD_SUFFIX:
                 continue
@@ -571,7 +575,6 @@ class _LibxlDomains(DomainTable):
             except OSError as exc:
                 store._fail(f"cannot read the domain record {entry.name}", exc, entry.incarnation)
             try:
-                info = os.fstat(fd)
                 raw = os.read(fd, 65536)
             finally:
                 os.close(fd)
@@ -579,12 +582,50 @@ class _LibxlDomains(DomainTable):
                 name = json.loads(raw)["name"]
             except (ValueError, TypeError, KeyError):
                 name = None
-            domain = Domain(
-                entry.incarnation.domid, entry.incarnation.uuid, name if isinstance(name, str) else None
-            )
-            records.append(_Record(domain, info.st_ino, info.st_mtime_ns))
-        records.sort(key=lambda r: (r.domain.domid, r.domain.uuid))
-        return records
+            domains.append(Domain(*entry.incarnation, name if isinstance(name, str) else None))
+        domains.sort(key=lambda d: (d.domid, d.uuid))
+        return domains
+
+
+class _ManagedOps(ManagedOps):
+    """Managed calls with one record check, made under the lock (DESIGN: check after lock)."""
+
+    def __init__(self, store: LibxlStore) -> None:
+        self._store = store
+        self._domains = store._domains
+
+    def _acquire(self, domid: int, timeout: float) -> tuple[Incarnation, HeldLock]:
+        store, domains = self._store, self._domains
+        while True:
+            domain = domains.hint(domid)
+            if domain is None:
+                raise DomainNotFound("no live domain (source managed)", domain=domid, store=store.url)
+            lock = store.lock(domid, domain.uuid, timeout)
+            if domains.get(domid) == domain:
+                return domain.incarnation, lock
+            # Destroyed (or reborn) between the look-up and the lock: look again.
+            lock.release()
+
+    def get(self, domid: int, userid: str, timeout: float) -> bytes | None:
+        incarnation, lock = self._acquire(domid, timeout)
+        try:
+            return self._store.get(incarnation, userid)
+        finally:
+            lock.release()
+
+    def put(self, domid: int, userid: str, data: bytes, timeout: float) -> None:
+        incarnation, lock = self._acquire(domid, timeout)
+        try:
+            self._store.put(incarnation, userid, data)
+        finally:
+            lock.release()
+
+    def delete(self, domid: int, userid: str, timeout: float) -> bool:
+        incarnation, lock = self._acquire(domid, timeout)
+        try:
+            return self._store.delete(incarnation, userid)
+        finally:
+            lock.release()
 
 
 class _DirectoryLock:
