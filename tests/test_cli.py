@@ -294,3 +294,17 @@ def test_the_cli_imports_no_optional_package() -> None:
     code = f"import sys, domdata.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in {optional}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_reap_refused_is_12_and_force_overrides(tmp_path: Path) -> None:
+    # A libxl directory holding a libxl-created domain (a libxl-json item):
+    # only Xen may say which of its domains are dead.
+    store = f"libxl://{tmp_path}"
+    domid = run(store, "domain", "create").output.strip()
+    run(store, "store", domid, "libxl-json", stdin=b"{}\0")
+    refused = run(store, "reap")
+    assert refused.exit_code == 12
+    assert "xen:///system" in refused.output
+    assert run(store, "reap", "--dry-run").exit_code == 0
+    assert run(store, "reap", "--force").exit_code == 0
+    assert run(store, "retrieve", domid, "libxl-json").stdout_bytes == b"{}\0"
