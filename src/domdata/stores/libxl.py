@@ -24,7 +24,7 @@ import re
 import stat
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import NamedTuple, NoReturn
 from urllib.parse import unquote, urlsplit
 
@@ -44,6 +44,7 @@ from .base import DomainTable, HeldLock, ManagedOps, Store, StoreOptions
 XEN_LIB_DIR = "/var/lib/xen"
 LOCK_USERID = "domain-userdata-lock"
 RECORD_SUFFIX = "domdata-domain"
+_RECORD = f".{RECORD_SUFFIX}"
 #: The userid libxl writes for every domain it creates (libxl_domain_config as JSON).
 LIBXL_JSON = "libxl-json"
 #: Unheld lock files a store keeps open between calls (one descriptor each).
@@ -85,6 +86,21 @@ class _Entry(NamedTuple):
     kind: str
     incarnation: Incarnation
     rest: str
+
+
+def _key(name: str) -> str:
+    """``<domid>.<uuid>`` of a userdata file name, cut out without validating it:
+    a cheap first sieve over a large directory; ``_parse`` checks what it keeps."""
+    return name[11 : name.find(".", 11) + 37]
+
+
+def _of_kind(kind: str, names: Iterable[str]) -> Iterator[str]:
+    prefix = f"userdata-{kind}."
+    return (name for name in names if name.startswith(prefix))
+
+
+def _is_temp(name: str) -> bool:
+    return name[9] == "n" or (name[9] == "m" and not name.endswith(_RECORD))
 
 
 def _parse(names: Iterable[str]) -> list[_Entry]:
@@ -365,7 +381,7 @@ class LibxlStore(Store):
 
     def items(self, incarnation: Incarnation | None) -> Sequence[Item]:
         if incarnation is None:
-            entries = [e for e in _parse(self._listdir()) if e.kind == "d"]
+            entries = _parse(_of_kind("d", self._listdir()))
         else:
             prefix = item_name("d", incarnation, "")
             entries = [
@@ -388,7 +404,9 @@ class LibxlStore(Store):
         doomed = set(incarnations)
         if not doomed:
             return 0
-        entries = [e for e in _parse(self._listdir()) if e.incarnation in doomed]
+        keys = {f"{domid}.{uuid}" for domid, uuid in doomed}
+        names = (n for n in self._listdir() if n.startswith("userdata-") and _key(n) in keys)
+        entries = [e for e in _parse(names) if e.incarnation in doomed]
         removed = 0
         try:
             for entry in entries:
@@ -403,7 +421,7 @@ class LibxlStore(Store):
         return removed
 
     def incarnations(self) -> set[Incarnation]:
-        return {e.incarnation for e in _parse(self._listdir()) if e.kind == "d"}
+        return {e.incarnation for e in _parse(_of_kind("d", self._listdir()))}
 
     def leftovers(self, dry_run: bool) -> list[str]:
         """Temp files no writer holds, and lock files of incarnations with no other file.
@@ -412,11 +430,18 @@ class LibxlStore(Store):
         (every writer holds it while its temp exists); busy ones wait for the
         next reap. Lock files go the libxl way: unlinked while held, then closed.
         """
-        files: dict[Incarnation, list[_Entry]] = {}
-        for entry in _parse(self._listdir()):
-            files.setdefault(entry.incarnation, []).append(entry)
+        groups: dict[str, list[str]] = {}
+        for name in self._listdir():
+            if name.startswith("userdata-"):
+                groups.setdefault(_key(name), []).append(name)
         removed = []
-        for incarnation, mine in sorted(files.items()):
+        for names in groups.values():
+            if not any(map(_is_temp, names)) and any(n[9] == "d" or n.endswith(_RECORD) for n in names):
+                continue  # the common case, sieved without parsing
+            mine = _parse(names)
+            if not mine:
+                continue
+            incarnation = mine[0].incarnation
             temps = [e for e in mine if e.kind == "n" or (e.kind == "m" and e.rest != RECORD_SUFFIX)]
             kept = any(e.kind == "d" or (e.kind == "m" and e.rest == RECORD_SUFFIX) for e in mine)
             locks = [] if kept else [e for e in mine if e.kind == "l"]
@@ -426,7 +451,7 @@ class LibxlStore(Store):
                 removed += [e.name for e in temps + locks]
             elif incarnation not in self._held:
                 removed += self._clean(incarnation, temps, locks, kept)
-        return [os.path.join(self.path, name) for name in removed]
+        return sorted(os.path.join(self.path, name) for name in removed)
 
     def _clean(
         self, incarnation: Incarnation, temps: list[_Entry], locks: list[_Entry], kept: bool
@@ -538,7 +563,7 @@ class _LibxlDomains(DomainTable):
                 return cached[0]
             del self._cache[domid]
         prefix = f"userdata-m.{domid}."
-        found = self._read(e for e in _parse(self._store._listdir()) if e.name.startswith(prefix))
+        found = self._read(_parse(n for n in self._store._listdir() if n.startswith(prefix)))
         if not found:
             return None
         self._cache[domid] = (found[0], record_name(found[0].incarnation))
@@ -559,7 +584,7 @@ class _LibxlDomains(DomainTable):
         return self._scan()
 
     def _scan(self) -> list[Domain]:
-        return self._read(_parse(self._store._listdir()))
+        return self._read(_parse(_of_kind("m", self._store._listdir())))
 
     def _read(self, entries: Iterable[_Entry]) -> list[Domain]:
         """The domains recorded among *entries*, by domid; records that vanish meanwhile are skipped."""
