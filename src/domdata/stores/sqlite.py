@@ -141,7 +141,7 @@ class SQLiteStore(Store):
     def _fail(self, exc: sqlite3.Error, incarnation: object = None, userid: str | None = None) -> NoReturn:
         raise StoreUnavailable(f"SQLite: {exc}", store=self.url, domain=incarnation, userid=userid) from exc
 
-    def _retry(self, call: Callable[[], T]) -> T:
+    def _retry(self, call: Callable[[], T], domain: object = None, userid: str | None = None) -> T:
         """Run *call*, again while SQLite says another connection is busy."""
         deadline = time.monotonic() + BUSY_DEADLINE
         while True:
@@ -149,7 +149,7 @@ class SQLiteStore(Store):
                 return call()
             except sqlite3.Error as exc:
                 if not _busy(exc) or time.monotonic() > deadline:
-                    self._fail(exc)
+                    self._fail(exc, domain, userid)
             time.sleep(0.001)
 
     @contextmanager
@@ -187,16 +187,13 @@ class SQLiteStore(Store):
 
     def put(self, incarnation: Incarnation, userid: str, data: bytes) -> None:
         params = (incarnation[0], incarnation[1], userid, data)
-        try:
-            cursor = self._retry(lambda: self._db.execute(self._upsert, params))
-        except StoreUnavailable as exc:
-            raise StoreUnavailable(exc.what, store=self.url, domain=incarnation, userid=userid) from exc
+        cursor = self._retry(lambda: self._db.execute(self._upsert, params), incarnation, userid)
         if cursor.rowcount == 0:
             raise DomainNotFound("the domain is gone", store=self.url, domain=incarnation, userid=userid)
 
     def delete(self, incarnation: Incarnation, userid: str) -> bool:
         params = (incarnation[0], incarnation[1], userid)
-        return self._retry(lambda: self._db.execute(_DELETE, params)).rowcount > 0
+        return self._retry(lambda: self._db.execute(_DELETE, params), incarnation, userid).rowcount > 0
 
     def items(self, incarnation: Incarnation | None) -> Sequence[Item]:
         try:
@@ -270,7 +267,7 @@ class _SQLiteManagedOps(ManagedOps):
         params = (domid, userid, data)
         lock = self._locks.lock(domid, timeout)
         try:
-            cursor = self._store._retry(lambda: self._db.execute(_UPSERT_BY_DOMID, params))
+            cursor = self._store._retry(lambda: self._db.execute(_UPSERT_BY_DOMID, params), domid, userid)
         finally:
             lock.release()
         if cursor.rowcount == 0:
@@ -280,7 +277,7 @@ class _SQLiteManagedOps(ManagedOps):
         params = (domid, userid)
         lock = self._locks.lock(domid, timeout)
         try:
-            if self._store._retry(lambda: self._db.execute(_DELETE_BY_DOMID, params)).rowcount:
+            if self._store._retry(lambda: self._db.execute(_DELETE_BY_DOMID, params), domid, userid).rowcount:
                 return True
             # Nothing deleted: say whether that is because there is no domain.
             if self._db.execute("SELECT 1 FROM domains WHERE domid = ?", (domid,)).fetchone() is None:
