@@ -169,7 +169,11 @@ def test_libxls_own_destroy_takes_the_managed_domain_with_it(
     with pytest.raises(domdata.DomainNotFound):
         ctx.retrieve(dom.domid, "xl")
     assert ctx.domains.domains() == []
-    assert ctx.reap().incarnations == []
+    report = ctx.reap()
+    assert report.incarnations == []
+    assert report.leftovers == [str(xen / f"domdata-domid.{dom.domid}")]  # its index link, now dangling
+    reborn = ctx.managed.create(domid=dom.domid)
+    assert ctx.domains.find(str(dom.domid)) == reborn
 
 
 def test_records_of_other_processes_are_seen_and_their_removal_too(xen: Path, ctx: domdata.Context) -> None:
@@ -217,7 +221,10 @@ def test_reap_removes_dead_incarnations_stale_temps_and_unheld_stale_locks(
         report = ctx.reap()
         assert report.incarnations == [dom.incarnation]
         assert report.items == 1
-        assert sorted(report.leftovers) == sorted([str(temp), str(stale_lock)])
+        # The crashed domain's index link now names no record: debris too.
+        assert report.leftovers == sorted(
+            [str(temp), str(stale_lock), str(xen / f"domdata-domid.{dom.domid}")]
+        )
         assert busy_lock.exists()
     finally:
         os.close(holder)

@@ -45,6 +45,8 @@ XEN_LIB_DIR = "/var/lib/xen"
 LOCK_USERID = "domain-userdata-lock"
 RECORD_SUFFIX = "domdata-domain"
 _RECORD = f".{RECORD_SUFFIX}"
+#: ``domdata-domid.<domid>``: a symbolic link naming that domid's record (read, never followed).
+INDEX_PREFIX = "domdata-domid."
 #: The userid libxl writes for every domain it creates (libxl_domain_config as JSON).
 LIBXL_JSON = "libxl-json"
 #: Unheld lock files a store keeps open between calls (one descriptor each).
@@ -430,11 +432,12 @@ class LibxlStore(Store):
         (every writer holds it while its temp exists); busy ones wait for the
         next reap. Lock files go the libxl way: unlinked while held, then closed.
         """
+        names = self._listdir()
         groups: dict[str, list[str]] = {}
-        for name in self._listdir():
+        for name in names:
             if name.startswith("userdata-"):
                 groups.setdefault(_key(name), []).append(name)
-        removed = []
+        removed = self._domains.leftovers(names, dry_run)
         for names in groups.values():
             if not any(map(_is_temp, names)) and any(n[9] == "d" or n.endswith(_RECORD) for n in names):
                 continue  # the common case, sieved without parsing
@@ -513,8 +516,12 @@ class LibxlStore(Store):
 class _LibxlDomains(DomainTable):
     """Managed domains as ``userdata-m.<domid>.<uuid>.domdata-domain`` files.
 
-    Creating one holds an flock on the directory itself, so that the check
-    for a free domid and name and the creation are one step.
+    ``domdata-domid.<domid>``, a symbolic link whose text is the record's name,
+    finds a domid's record without a scan; it is written before the record, so
+    every record has one, and one whose record is gone (libxl destroyed the
+    domain) means no domain, until ``reap`` removes it. Creating a domain holds
+    an flock on the directory itself: checking that the domid and name are
+    free, and writing, are one step.
     """
 
     def __init__(self, store: LibxlStore) -> None:
@@ -541,6 +548,13 @@ class _LibxlDomains(DomainTable):
                 raise DomainExists(f"a domain named {name!r} exists", store=store.url, domain=domid)
             domain = Domain(domid, uuid, name)
             final = record_name(domain.incarnation)
+            index = f"{INDEX_PREFIX}{domid}"
+            try:
+                store._unlink(index + ".new")
+                os.symlink(final, index + ".new", dir_fd=store._dir)
+                os.rename(index + ".new", index, src_dir_fd=store._dir, dst_dir_fd=store._dir)
+            except OSError as exc:
+                store._fail(f"cannot write {index}", exc, domain.incarnation)
             content = json.dumps({"name": name}).encode() + b"\n"
             store._write(final + ".new", final, content, domain.incarnation, None)
         self._cache.pop(domid, None)
@@ -562,8 +576,13 @@ class _LibxlDomains(DomainTable):
             if os.access(cached[1], os.F_OK, dir_fd=self._store._dir, follow_symlinks=False):
                 return cached[0]
             del self._cache[domid]
-        prefix = f"userdata-m.{domid}."
-        found = self._read(_parse(n for n in self._store._listdir() if n.startswith(prefix)))
+        try:
+            target = os.readlink(f"{INDEX_PREFIX}{domid}", dir_fd=self._store._dir)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._store._fail(f"cannot read {INDEX_PREFIX}{domid}", exc, domid)
+        found = [d for d in self._read(_parse([target])) if d.domid == domid]
         if not found:
             return None
         self._cache[domid] = (found[0], record_name(found[0].incarnation))
@@ -573,6 +592,27 @@ class _LibxlDomains(DomainTable):
         """The domain last seen with this domid, unchecked: to be confirmed under its lock."""
         cached = self._cache.get(domid)
         return cached[0] if cached is not None else self.get(domid)
+
+    def leftovers(self, names: Iterable[str], dry_run: bool) -> list[str]:
+        """Index links whose record is gone, and half-made ones (under the directory lock)."""
+        store = self._store
+        indexes = [n for n in names if n.startswith(INDEX_PREFIX)]
+        if not indexes:
+            return []
+        removed = []
+        with self.locked():
+            for name in indexes:
+                try:
+                    target = os.readlink(name, dir_fd=store._dir)
+                except OSError:
+                    continue
+                if not name.endswith(".new") and os.access(
+                    target, os.F_OK, dir_fd=store._dir, follow_symlinks=False
+                ):
+                    continue
+                if dry_run or store._unlink(name):
+                    removed.append(name)
+        return removed
 
     def with_uuid(self, uuid: str) -> Sequence[Domain]:
         return [d for d in self._scan() if d.uuid == uuid]
