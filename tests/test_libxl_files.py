@@ -18,6 +18,7 @@ import domdata
 from domdata import Domain
 from domdata.stores import StoreOptions, open_store
 from domdata.stores.libxl import LibxlStore, record_name
+from tests.test_libxl_lock import libxl_lock, libxl_unlock
 
 
 @pytest.fixture
@@ -45,10 +46,14 @@ def _files(xen: Path) -> list[str]:
 
 
 def libxl_destroyall(xen: Path, dom: Domain) -> None:
-    """What libxl's domain destroy does: glob the domain's files, unlink all but the lock."""
+    """What libxl's domain destroy does: under the domain's lock, glob the domain's
+    files and unlink all but the lock; then unlock (unlink the lock file, close)."""
+    lock = str(xen / f"userdata-l.{dom.domid}.{dom.uuid}.domain-userdata-lock")
+    fd = libxl_lock(lock)
     for path in glob.glob(str(xen / f"userdata-?.{dom.domid}.{dom.uuid}.*")):
         if "domain-userdata-lock" not in path:
             os.unlink(path)
+    libxl_unlock(lock, fd)
 
 
 # -- names, modes, bytes ----------------------------------------------------------
@@ -166,6 +171,7 @@ def test_libxls_own_destroy_takes_the_managed_domain_with_it(
 ) -> None:
     ctx.store(dom.domid, "xl", b"config")
     libxl_destroyall(xen, dom)
+    assert [f for f in _files(xen) if f.startswith("userdata-")] == []
     with pytest.raises(domdata.DomainNotFound):
         ctx.retrieve(dom.domid, "xl")
     assert ctx.domains.domains() == []

@@ -271,6 +271,13 @@ class LibxlStore(Store):
         if len(self._kept) > KEPT_LOCKS:
             os.close(self._kept.popitem(last=False)[1].fd)
 
+    def _discard(self, lock: HeldLock) -> None:
+        """Release a held lock the libxl way: unlink its file, then close."""
+        assert isinstance(lock, _LockFile)
+        self._unlink(lock.name)
+        lock.doomed = True
+        lock.release()
+
     def _unlink_lock(self, entry: _Entry) -> bool:
         """Unlink a lock file the libxl way: only while holding it, then close."""
         held = self._held.get(entry.incarnation)
@@ -668,8 +675,9 @@ class _ManagedOps(ManagedOps):
             lock = store.lock(domid, domain.uuid, timeout)
             if domains.get(domid) == domain:
                 return domain.incarnation, lock
-            # Destroyed (or reborn) between the look-up and the lock: look again.
-            lock.release()
+            # Destroyed (or reborn) between the look-up and the lock: its lock
+            # file guards nothing now; unlink it while held, and look again.
+            store._discard(lock)
 
     def get(self, domid: int, userid: str, timeout: float) -> bytes | None:
         incarnation, lock = self._acquire(domid, timeout)
