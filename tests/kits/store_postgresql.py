@@ -8,6 +8,7 @@ where that is an error.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -88,10 +89,8 @@ class Server:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def remove(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             self.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass  # already stopped
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

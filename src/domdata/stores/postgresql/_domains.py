@@ -7,7 +7,7 @@ database so that a migration moves a domain between hosts in one transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, LiteralString, NoReturn
 
 import psycopg
 
@@ -38,7 +38,8 @@ _FREE_DOMID = """
 # Deleting the domain and its items in one statement is one transaction.
 _REMOVE = """
     WITH gone AS (DELETE FROM domains WHERE host = %(host)s AND domid = %(domid)s AND uuid = %(uuid)s),
-    items AS (DELETE FROM userdata WHERE host = %(host)s AND domid = %(domid)s AND uuid = %(uuid)s RETURNING 1)
+    items AS (DELETE FROM userdata WHERE host = %(host)s AND domid = %(domid)s AND uuid = %(uuid)s
+              RETURNING 1)
     SELECT count(*) FROM items"""
 
 
@@ -114,51 +115,44 @@ class FusedOps(ManagedOps):
         self._host = store.host
 
     def get(self, domid: int, userid: str, timeout: float) -> bytes | None:
-        rows = self._call(
-            "SELECT item FROM domdata_get(%s, %s, %s, %s)",
-            (self._host, domid, userid, milliseconds(timeout)),
-            domid,
-            userid,
-            timeout,
-        )
-        if not rows:
-            self._not_found(domid, userid)
-        data: bytes | None = rows[0][0]
+        params = (self._host, domid, userid, milliseconds(timeout))
+        data: bytes | None = self._call("SELECT domdata_get(%s, %s, %s, %s)", params, domid, userid, timeout)
         return data
 
     def put(self, domid: int, userid: str, data: bytes, timeout: float) -> None:
-        rows = self._call(
-            "SELECT domdata_put(%s, %s, %s, %s, %s)",
-            (self._host, domid, userid, data, milliseconds(timeout)),
-            domid,
-            userid,
-            timeout,
-        )
-        if not rows[0][0]:
+        params = (self._host, domid, userid, data, milliseconds(timeout))
+        if not self._call("SELECT domdata_put(%s, %s, %s, %s, %s)", params, domid, userid, timeout):
             self._not_found(domid, userid)
 
     def delete(self, domid: int, userid: str, timeout: float) -> bool:
-        rows = self._call(
-            "SELECT domdata_delete(%s, %s, %s, %s)",
-            (self._host, domid, userid, milliseconds(timeout)),
-            domid,
-            userid,
-            timeout,
-        )
-        if rows[0][0] < 0:
+        params = (self._host, domid, userid, milliseconds(timeout))
+        deleted: int = self._call("SELECT domdata_delete(%s, %s, %s, %s)", params, domid, userid, timeout)
+        if deleted < 0:
             self._not_found(domid, userid)
-        return bool(rows[0][0])
+        return deleted > 0
 
     def _call(
-        self, query: str, params: tuple[object, ...], domid: int, userid: str, timeout: float
-    ) -> list[tuple[Any, ...]]:
-        with self._store._on((), domid, userid, timeout) as conn:
-            return conn.execute(query, params).fetchall()
+        self, query: LiteralString, params: tuple[object, ...], domid: int, userid: str, timeout: float
+    ) -> Any:
+        # The hot path: the pool by hand, no context managers.
+        store = self._store
+        try:
+            conn = store._pool.getconn()
+            try:
+                row = conn.execute(query, params).fetchone()
+            finally:
+                store._pool.putconn(conn)
+        except psycopg.errors.NoDataFound:
+            self._not_found(domid, userid)
+        except psycopg.Error as exc:
+            store._fail(exc, domid, userid, timeout)
+        assert row is not None
+        return row[0]
 
     def _not_found(self, domid: int, userid: str) -> NoReturn:
         raise DomainNotFound(
             "no live domain (source managed)", store=self._store.url, domain=domid, userid=userid
-        )
+        ) from None
 
 
 def migrate(store: PostgreSQLStore, incarnation: Incarnation, host: str, domid: int) -> int:

@@ -46,26 +46,48 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
         """CREATE FUNCTION domdata_lock_key(p_host text, p_domid bigint) RETURNS bigint
             LANGUAGE sql IMMUTABLE PARALLEL SAFE
             AS $$ SELECT (hashtext(p_host)::bigint << 32) | p_domid $$""",
+        # lock_timeout is set for the session, and only when the caller's timeout
+        # changes: setting it on every call would cost a third of a call.
+        """CREATE FUNCTION domdata_lock_timeout(p_timeout_ms integer) RETURNS void
+            LANGUAGE plpgsql VOLATILE AS $$
+            BEGIN
+                IF current_setting('domdata.lock_timeout_ms', true) IS DISTINCT FROM p_timeout_ms::text THEN
+                    PERFORM set_config('lock_timeout', p_timeout_ms::text, false),
+                        set_config('domdata.lock_timeout_ms', p_timeout_ms::text, false);
+                END IF;
+            END $$""",
         """CREATE FUNCTION domdata_lock(p_host text, p_domid bigint, p_timeout_ms integer) RETURNS void
             LANGUAGE plpgsql VOLATILE AS $$
             BEGIN
-                PERFORM set_config('lock_timeout', p_timeout_ms::text, true);
+                PERFORM domdata_lock_timeout(p_timeout_ms);
                 PERFORM pg_advisory_lock(domdata_lock_key(p_host, p_domid));
             END $$""",
+        # The item, NULL when there is none; no_data_found when there is no domain.
         """CREATE FUNCTION domdata_get(p_host text, p_domid bigint, p_userid text, p_timeout_ms integer)
-            RETURNS TABLE (item bytea) LANGUAGE plpgsql VOLATILE AS $$
+            RETURNS bytea LANGUAGE plpgsql VOLATILE AS $$
+            DECLARE
+                v_data bytea;
             BEGIN
-                PERFORM set_config('lock_timeout', p_timeout_ms::text, true);
+                IF current_setting('domdata.lock_timeout_ms', true) IS DISTINCT FROM p_timeout_ms::text THEN
+                    PERFORM domdata_lock_timeout(p_timeout_ms);
+                END IF;
                 PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
-                RETURN QUERY SELECT u.data FROM domains d LEFT JOIN userdata u
+                SELECT u.data INTO v_data FROM domains d LEFT JOIN userdata u
                     ON u.host = d.host AND u.domid = d.domid AND u.uuid = d.uuid AND u.userid = p_userid
                     WHERE d.host = p_host AND d.domid = p_domid;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'no domain % on host %', p_domid, p_host USING ERRCODE = 'no_data_found';
+                END IF;
+                RETURN v_data;
             END $$""",
+        # Whether the domain exists (the item is written only if it does).
         """CREATE FUNCTION domdata_put(
                 p_host text, p_domid bigint, p_userid text, p_data bytea, p_timeout_ms integer)
             RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
             BEGIN
-                PERFORM set_config('lock_timeout', p_timeout_ms::text, true);
+                IF current_setting('domdata.lock_timeout_ms', true) IS DISTINCT FROM p_timeout_ms::text THEN
+                    PERFORM domdata_lock_timeout(p_timeout_ms);
+                END IF;
                 PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
                 INSERT INTO userdata (host, domid, uuid, userid, data)
                     SELECT d.host, d.domid, d.uuid, p_userid, p_data FROM domains d
@@ -73,12 +95,15 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
                     ON CONFLICT (host, domid, uuid, userid) DO UPDATE SET data = excluded.data;
                 RETURN FOUND;
             END $$""",
+        # -1: no domain; 0: no item; 1: the item was deleted.
         """CREATE FUNCTION domdata_delete(p_host text, p_domid bigint, p_userid text, p_timeout_ms integer)
             RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
             DECLARE
                 v_uuid uuid;
             BEGIN
-                PERFORM set_config('lock_timeout', p_timeout_ms::text, true);
+                IF current_setting('domdata.lock_timeout_ms', true) IS DISTINCT FROM p_timeout_ms::text THEN
+                    PERFORM domdata_lock_timeout(p_timeout_ms);
+                END IF;
                 PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
                 SELECT d.uuid INTO v_uuid FROM domains d WHERE d.host = p_host AND d.domid = p_domid;
                 IF NOT FOUND THEN
