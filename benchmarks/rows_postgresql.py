@@ -21,7 +21,7 @@ import domdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.kits.store_postgresql import Server, bindir, unavailable  # noqa: E402
+from tests.kits.store_postgresql import Server, bindir, unavailable
 
 HOST = "bench"
 _UPSERT = (
