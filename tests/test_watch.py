@@ -63,8 +63,9 @@ def watching(url: str, domains: str, interval: float = 3600.0) -> Iterator[threa
     assert not failure
 
 
-def listening(caplog: pytest.LogCaptureFixture) -> Callable[[], bool]:
-    return lambda: any("listening to libvirt" in r.getMessage() for r in caplog.records)
+def reaped(caplog: pytest.LogCaptureFixture) -> Callable[[], bool]:
+    """Whether the watcher finished a reap (at start-up: it is listening by then)."""
+    return lambda: any(r.getMessage().startswith("reaped ") for r in caplog.records)
 
 
 def gone(ctx: domdata.Context, dom: Domain) -> Callable[[], bool]:
@@ -93,7 +94,7 @@ def libvirtd() -> Iterator[Libvirtd]:
 
 @pytest.fixture(autouse=True)
 def _info(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="domdata.watch")
+    caplog.set_level(logging.DEBUG, logger="domdata.watch")
 
 
 def test_destroy_through_libvirt_collects_the_data_at_once(
@@ -104,7 +105,7 @@ def test_destroy_through_libvirt_collects_the_data_at_once(
     ctx.store(dom.domid, "app", b"state")
     ctx.store(bystander.domid, "xl", b"alive")
     with watching(url, f"libvirt:{URI}"):
-        eventually(listening(caplog))
+        eventually(reaped(caplog))
         start = time.perf_counter()
         KIT.end(ctx, dom)
         eventually(gone(ctx, dom))
@@ -125,7 +126,7 @@ def test_a_restarted_persistent_domain_is_a_new_incarnation(
     dom = KIT.conn.defineXML(domain_xml(f"persistent-{uuid[:8]}", uuid))
     try:
         with watching(url, f"libvirt:{URI}"):
-            eventually(listening(caplog))
+            eventually(reaped(caplog))
             dom.create()
             first = Domain(dom.ID(), uuid)
             ctx.store(first.domid, "xl", b"first boot")
@@ -166,13 +167,15 @@ def test_what_died_while_nobody_watched_is_reaped_at_start(
     assert f"collected incarnation {dom.incarnation} (reap)" in [r.getMessage() for r in caplog.records]
 
 
-def test_with_managed_domains_it_reaps_every_interval(tmp_path: Path) -> None:
+def test_with_managed_domains_it_reaps_every_interval(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     url = f"sqlite://{tmp_path / 'domdata.db'}"
     with domdata.open(url) as ctx:
         dom = ctx.managed.create()
         ctx.store(dom.domid, "xl", b"orphan")
         with watching(url, "managed", interval=0.1):
-            time.sleep(0.3)  # the start-up reap has run: only a periodic one can collect now
+            eventually(reaped(caplog))  # only a later, periodic reap can collect now
             STORE_KITS["sqlite"].end_managed(url, dom.incarnation)
             eventually(lambda: ctx.list() == [])
 
@@ -183,7 +186,7 @@ def test_it_reconnects_after_libvirtd_restarts_and_reaps_what_died(
     source = f"libvirt:{libvirtd.uri}"
     conn = need_libvirt().open(libvirtd.uri)
     with domdata.open(url, source) as ctx, watching(url, source):
-        eventually(listening(caplog))
+        eventually(reaped(caplog))
         before = conn.createXML(domain_xml("before-crash"), 0)
         lost = Domain(before.ID(), before.UUIDString())
         ctx.store(lost.domid, "xl", b"dies with libvirtd")
@@ -195,7 +198,7 @@ def test_it_reconnects_after_libvirtd_restarts_and_reaps_what_died(
         libvirtd.start()
         # The domain vanished without an event: only the reap after reconnecting sees it.
         eventually(gone(ctx, lost), within=30)
-        eventually(listening(caplog))
+        eventually(reaped(caplog))
         conn = need_libvirt().open(libvirtd.uri)
         after = conn.createXML(domain_xml("after-restart"), 0)
         # The new daemon hands out the same IDs again.

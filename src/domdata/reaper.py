@@ -102,6 +102,7 @@ def _reap(ctx: _context.Context) -> bool:
         log.warning("incarnation %s is dead but its lock is held: left for the next reap", incarnation)
     for leftover in report.leftovers:
         log.info("removed leftover %s", leftover)
+    log.debug("reaped %d items of %d incarnations", report.items, len(report.incarnations))
     return True
 
 
