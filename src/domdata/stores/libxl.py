@@ -499,7 +499,7 @@ class LibxlStore(Store):
             if name.startswith("userdata-d.") and name.endswith(prefix_ok):
                 raise ReapRefused(
                     f"{self.path} holds domains libxl created ({name}); only Xen knows which are dead: "
-                    f"reap with the domain source libvirt:xen:///system, not {source} (or force it)",
+                    f"reap with the domain source libvirt:xen:///system, not {source} (or force it: --force)",
                     store=self.url,
                 )
 
