@@ -13,7 +13,7 @@ import pytest
 
 import domdata
 from domdata import StoreUnavailable
-from tests.kits.store_postgresql import KIT, Server, bindir, unavailable
+from tests.kits.store_postgresql import KIT, Server
 
 #: Seconds a call may take against a stopped server before it counts as a hang
 #: (the URL's connect_timeout is 2 s; pool wait, then one diagnostic connect).
@@ -22,10 +22,7 @@ HANG = 30.0
 
 @pytest.fixture
 def server(kits: None) -> Iterator[Server]:
-    binaries = bindir()
-    if KIT.server is None or binaries is None:
-        pytest.skip(unavailable() or "the PostgreSQL kit was not set up")
-    own = Server(binaries)
+    own = Server(KIT.binaries())
     try:
         yield own
     finally:

@@ -111,18 +111,20 @@ class PostgreSQLKit(StoreKit):
 
     def __init__(self) -> None:
         self.server: Server | None = None
-        self._why_not: str | None = None
+        self._why_not: str | None = "the PostgreSQL kit was not set up"
         self._databases = 0
 
     def setup(self) -> None:
         self._why_not = unavailable()
-        if self._why_not is not None:
-            if os.environ.get("CI"):
-                raise RuntimeError(f"PostgreSQL tests cannot run in CI: {self._why_not}")
-            return
+        if self._why_not is not None and os.environ.get("CI"):
+            raise RuntimeError(f"PostgreSQL tests cannot run in CI: {self._why_not}")
+
+    def binaries(self) -> Path:
+        """The server binaries; skips the test where there are none (never in CI: setup fails)."""
         binaries = bindir()
-        assert binaries is not None
-        self.server = Server(binaries)
+        if self._why_not is not None or binaries is None:
+            pytest.skip(self._why_not or "no PostgreSQL server binaries")
+        return binaries
 
     def teardown(self) -> None:
         if self.server is not None:
@@ -130,8 +132,9 @@ class PostgreSQLKit(StoreKit):
             self.server = None
 
     def url(self, tmp_path: Path) -> str:
+        # The server starts with the first test that needs it, once per session.
         if self.server is None:
-            pytest.skip(self._why_not or "the PostgreSQL kit was not set up")
+            self.server = Server(self.binaries())
         # One database per test; the previous test's goes first, so the disk
         # holds one at a time.
         if self._databases:

@@ -12,13 +12,14 @@ the call instead of running it unlocked. Schema and keys: docs/postgresql.md.
 
 from __future__ import annotations
 
+import logging
 import math
 import select
 import socket
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, NoReturn
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import psycopg
 from psycopg.types.string import TextLoader
@@ -30,6 +31,11 @@ from ..base import DomainTable, HeldLock, ManagedOps, Store, StoreOptions
 from ._schema import ensure_schema
 
 __all__ = ["PostgreSQLStore"]
+
+# The pool logs each failed reconnection; with no logging configured Python
+# would print them all on stderr. An application that configures logging
+# still gets them; otherwise the StoreUnavailable raised says it once.
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 #: Seconds to wait for a connection when the URL sets no ``connect_timeout``.
 DEFAULT_CONNECT_TIMEOUT = 5
@@ -66,11 +72,17 @@ _UNLOCK = "SELECT pg_advisory_unlock(domdata_lock_key(%s, %s))"
 def printable_url(url: str) -> str:
     """The URL without its password (in the authority or the query)."""
     parts = urlsplit(url)
-    netloc = parts.netloc
     if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", "@", 1)
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "password"], safe="/")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+        url = url.replace(f":{parts.password}@", "@", 1)
+    if any(key == "password" for key, _ in parse_qsl(parts.query)):
+        kept = [(key, value) for key, value in parse_qsl(parts.query) if key != "password"]
+        url = url.partition("?")[0] + ("?" + urlencode(kept, safe="/") if kept else "")
+    return url
+
+
+def _one_line(exc: BaseException) -> str:
+    """libpq's messages span lines (a hint on the second): errors are one line."""
+    return " ".join(str(exc).split())
 
 
 def milliseconds(timeout: float) -> int:
@@ -186,14 +198,16 @@ class PostgreSQLStore(Store):
             raise StoreUnavailable(
                 f"lost the {self.server}: {exc}", store=self.url, domain=domain, userid=userid
             ) from exc
-        raise StoreUnavailable(f"{self.server}: {exc}", store=self.url, domain=domain, userid=userid) from exc
+        raise StoreUnavailable(
+            f"{self.server}: {_one_line(exc)}", store=self.url, domain=domain, userid=userid
+        ) from exc
 
     def _diagnose(self) -> str:
         """Why the pool has no connection: what a connection attempt says."""
         try:
             psycopg.connect(self._url, **self._kwargs).close()
         except psycopg.Error as exc:
-            return str(exc).strip()
+            return _one_line(exc)
         return "the pool is busy"
 
     @contextmanager
