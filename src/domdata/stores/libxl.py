@@ -6,6 +6,7 @@ Everything lives flat in one directory, named as libxl names it::
     userdata-n.<domid>.<uuid>.<userid>              its temporary file while it is written
     userdata-l.<domid>.<uuid>.domain-userdata-lock  the domain's lock (flock + inode re-check)
     userdata-m.<domid>.<uuid>.domdata-domain        a managed domain's record: {"name": ...}
+    domdata-domid.<domid>                           symbolic link naming that domid's record
 
 The managed record's letter ``m`` keeps it out of every userid's way (no
 userid can overwrite it), while libxl's own destroy, which unlinks
@@ -40,8 +41,6 @@ from .._errors import (
 from .._types import Domain, Incarnation, Item
 from .base import DomainTable, HeldLock, ManagedOps, Store, StoreOptions
 
-#: libxl's XEN_LIB_DIR on Linux distributions.
-XEN_LIB_DIR = "/var/lib/xen"
 LOCK_USERID = "domain-userdata-lock"
 RECORD_SUFFIX = "domdata-domain"
 _RECORD = f".{RECORD_SUFFIX}"
@@ -102,7 +101,8 @@ def _of_kind(kind: str, names: Iterable[str]) -> Iterator[str]:
 
 
 def _is_temp(name: str) -> bool:
-    return name[9] == "n" or (name[9] == "m" and not name.endswith(_RECORD))
+    kind = name[9:10]
+    return kind == "n" or (kind == "m" and not name.endswith(_RECORD))
 
 
 def _parse(names: Iterable[str]) -> list[_Entry]:
@@ -445,10 +445,10 @@ class LibxlStore(Store):
             if name.startswith("userdata-"):
                 groups.setdefault(_key(name), []).append(name)
         removed = self._domains.leftovers(names, dry_run)
-        for names in groups.values():
-            if not any(map(_is_temp, names)) and any(n[9] == "d" or n.endswith(_RECORD) for n in names):
+        for group in groups.values():
+            if not any(map(_is_temp, group)) and any(n[9:10] == "d" or n.endswith(_RECORD) for n in group):
                 continue  # the common case, sieved without parsing
-            mine = _parse(names)
+            mine = _parse(group)
             if not mine:
                 continue
             incarnation = mine[0].incarnation
@@ -494,9 +494,9 @@ class LibxlStore(Store):
         """
         if is_xen_authority(source):
             return
-        prefix_ok = f".{LIBXL_JSON}"
+        suffix = f".{LIBXL_JSON}"
         for name in self._listdir():
-            if name.startswith("userdata-d.") and name.endswith(prefix_ok):
+            if name.startswith("userdata-d.") and name.endswith(suffix):
                 raise ReapRefused(
                     f"{self.path} holds domains libxl created ({name}); only Xen knows which are dead: "
                     f"reap with the domain source libvirt:xen:///system, not {source} (or force it: --force)",
