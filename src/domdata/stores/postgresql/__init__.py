@@ -13,7 +13,6 @@ the call instead of running it unlocked. Schema and keys: docs/postgresql.md.
 from __future__ import annotations
 
 import logging
-import math
 import select
 import socket
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -28,7 +27,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..._errors import DomainNotFound, LockTimeout, StoreUnavailable
 from ..._types import Incarnation, Item
 from ..base import DomainTable, HeldLock, ManagedOps, Store, StoreOptions
-from ._schema import ensure_schema
+from ._domains import FusedOps, PostgreSQLDomains, migrate
+from ._schema import ensure_schema, milliseconds
 
 __all__ = ["PostgreSQLStore"]
 
@@ -83,11 +83,6 @@ def printable_url(url: str) -> str:
 def _one_line(exc: BaseException) -> str:
     """libpq's messages span lines (a hint on the second): errors are one line."""
     return " ".join(str(exc).split())
-
-
-def milliseconds(timeout: float) -> int:
-    """A lock timeout for ``lock_timeout``, where 0 would mean forever."""
-    return min(max(1, math.ceil(timeout * 1000)), 2**31 - 1)
 
 
 def _hung_up(conn: Connection) -> None:
@@ -157,14 +152,13 @@ class PostgreSQLStore(Store):
             num_workers=1,
             open=True,
         )
-        self._upsert = _UPSERT_MANAGED if options.managed else _UPSERT
         # Session locks: the pinned connection holding them, how many times each
         # domid is held, and domids whose lock died with a lost session.
         self._pinned: Connection | None = None
         self._held: dict[int, int] = {}
         self._lost: dict[int, int] = {}
         try:
-            with self._connection() as conn:
+            with self._pooled() as conn:
                 ensure_schema(conn, self.url)
         except psycopg.Error as exc:
             self.close()
@@ -196,7 +190,7 @@ class PostgreSQLStore(Store):
             ) from exc
         if isinstance(exc, psycopg.OperationalError):
             raise StoreUnavailable(
-                f"lost the {self.server}: {exc}", store=self.url, domain=domain, userid=userid
+                f"lost the {self.server}: {_one_line(exc)}", store=self.url, domain=domain, userid=userid
             ) from exc
         raise StoreUnavailable(
             f"{self.server}: {_one_line(exc)}", store=self.url, domain=domain, userid=userid
@@ -211,7 +205,7 @@ class PostgreSQLStore(Store):
         return "the pool is busy"
 
     @contextmanager
-    def _connection(self) -> Iterator[Connection]:
+    def _pooled(self) -> Iterator[Connection]:
         conn = self._pool.getconn()
         try:
             yield conn
@@ -219,7 +213,7 @@ class PostgreSQLStore(Store):
             self._pool.putconn(conn)
 
     @contextmanager
-    def _on(
+    def _connection_for(
         self,
         domids: Collection[int],
         domain: object = None,
@@ -244,7 +238,7 @@ class PostgreSQLStore(Store):
                     self._check_pinned()
                     raise
             else:
-                with self._connection() as conn:
+                with self._pooled() as conn:
                     yield conn
         except psycopg.Error as exc:
             self._fail(exc, domain, userid, timeout)
@@ -304,7 +298,7 @@ class PostgreSQLStore(Store):
     # -- Store -------------------------------------------------------------
 
     def get(self, incarnation: Incarnation, userid: str) -> bytes | None:
-        with self._on((incarnation.domid,), incarnation, userid) as conn:
+        with self._connection_for((incarnation.domid,), incarnation, userid) as conn:
             row = conn.execute(_SELECT, (self.host, incarnation.domid, incarnation.uuid, userid)).fetchone()
         if row is None:
             return None
@@ -313,34 +307,34 @@ class PostgreSQLStore(Store):
 
     def put(self, incarnation: Incarnation, userid: str, data: bytes) -> None:
         domid, uuid = incarnation
-        with self._on((domid,), incarnation, userid) as conn:
+        with self._connection_for((domid,), incarnation, userid) as conn:
             if self.managed:
-                cursor = conn.execute(self._upsert, (userid, data, self.host, domid, uuid))
+                cursor = conn.execute(_UPSERT_MANAGED, (userid, data, self.host, domid, uuid))
             else:
-                cursor = conn.execute(self._upsert, (self.host, domid, uuid, userid, data))
+                cursor = conn.execute(_UPSERT, (self.host, domid, uuid, userid, data))
         if cursor.rowcount == 0:
             raise DomainNotFound("the domain is gone", store=self.url, domain=incarnation, userid=userid)
 
     def delete(self, incarnation: Incarnation, userid: str) -> bool:
-        with self._on((incarnation.domid,), incarnation, userid) as conn:
+        with self._connection_for((incarnation.domid,), incarnation, userid) as conn:
             cursor = conn.execute(_DELETE, (self.host, incarnation.domid, incarnation.uuid, userid))
         return cursor.rowcount > 0
 
     def items(self, incarnation: Incarnation | None) -> Sequence[Item]:
         if incarnation is None:
-            with self._on(()) as conn:
+            with self._connection_for(()) as conn:
                 rows = conn.execute(
                     "SELECT domid, uuid, userid, octet_length(data) FROM userdata WHERE host = %s"
                     " ORDER BY domid, uuid, userid",
                     (self.host,),
                 ).fetchall()
             return [Item(*row) for row in rows]
-        with self._on((incarnation.domid,), incarnation) as conn:
+        with self._connection_for((incarnation.domid,), incarnation) as conn:
             rows = conn.execute(_ITEMS, (self.host, *incarnation)).fetchall()
         return [Item(incarnation.domid, incarnation.uuid, userid, size) for userid, size in rows]
 
     def items_everywhere(self) -> Sequence[Item]:
-        with self._on(()) as conn:
+        with self._connection_for(()) as conn:
             rows = conn.execute(
                 "SELECT domid, uuid, userid, octet_length(data), host FROM userdata"
                 " ORDER BY host, domid, uuid, userid"
@@ -351,28 +345,22 @@ class PostgreSQLStore(Store):
         if not incarnations:
             return 0
         domids = [i.domid for i in incarnations]
-        with self._on(domids) as conn:
+        with self._connection_for(domids) as conn:
             cursor = conn.execute(_DROP, (self.host, domids, [i.uuid for i in incarnations]))
         return cursor.rowcount
 
     def incarnations(self) -> set[Incarnation]:
-        with self._on(()) as conn:
+        with self._connection_for(()) as conn:
             rows = conn.execute("SELECT DISTINCT domid, uuid FROM userdata WHERE host = %s", (self.host,))
             return {Incarnation(domid, uuid) for domid, uuid in rows}
 
     def domain_table(self) -> DomainTable:
-        from ._domains import PostgreSQLDomains
-
         return PostgreSQLDomains(self)
 
     def managed_ops(self) -> ManagedOps | None:
-        from ._domains import FusedOps
-
         return FusedOps(self) if self.managed else None
 
     def migrate(self, incarnation: Incarnation, host: str | None, domid: int) -> int:
-        from ._domains import migrate
-
         return migrate(self, incarnation, self.host if host is None else host, domid)
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import psycopg
 from ..._errors import DomainExists, DomainNotFound
 from ..._types import Domain, Incarnation
 from ..base import DomainTable, ManagedOps
-from . import milliseconds
+from ._schema import milliseconds
 
 if TYPE_CHECKING:
     from . import PostgreSQLStore
@@ -52,7 +52,7 @@ class PostgreSQLDomains(DomainTable):
 
     def add(self, domid: int | None, uuid: str, name: str | None) -> Domain:
         store, host = self._store, self._host
-        with store._on(() if domid is None else (domid,), domid) as conn, conn.transaction():
+        with store._connection_for(() if domid is None else (domid,), domid) as conn, conn.transaction():
             conn.execute(_HOST_LOCK, (host,))
             if domid is None:
                 row = conn.execute(_FREE_DOMID, {"host": host}).fetchone()
@@ -80,7 +80,7 @@ class PostgreSQLDomains(DomainTable):
         return Domain(domid, uuid, name)
 
     def remove(self, incarnation: Incarnation) -> int:
-        with self._store._on((incarnation.domid,), incarnation) as conn:
+        with self._store._connection_for((incarnation.domid,), incarnation) as conn:
             row = conn.execute(
                 _REMOVE, {"host": self._host, "domid": incarnation.domid, "uuid": incarnation.uuid}
             ).fetchone()
@@ -102,7 +102,7 @@ class PostgreSQLDomains(DomainTable):
         return self._query(_DOMAIN + " ORDER BY domid", (self._host,))
 
     def _query(self, query: str, params: tuple[object, ...]) -> list[Domain]:
-        with self._store._on(()) as conn:
+        with self._store._connection_for(()) as conn:
             return [Domain(*row) for row in conn.execute(query, params)]
 
 
@@ -162,7 +162,10 @@ def migrate(store: PostgreSQLStore, incarnation: Incarnation, host: str, domid: 
     if (host, domid) == source[:2]:
         return 0
     timeout = MIGRATE_LOCK_TIMEOUT
-    with store._on((incarnation.domid,), incarnation, timeout=timeout) as conn, conn.transaction():
+    with (
+        store._connection_for((incarnation.domid,), incarnation, timeout=timeout) as conn,
+        conn.transaction(),
+    ):
         conn.execute("SELECT set_config('lock_timeout', %s, true)", (str(milliseconds(timeout)),))
         conn.execute("SELECT pg_advisory_xact_lock(domdata_lock_key(%s, %s))", (host, domid))
         there = conn.execute(

@@ -8,6 +8,7 @@ processes using a fresh database at once create it exactly once.
 
 from __future__ import annotations
 
+import math
 from typing import Any, LiteralString
 
 import psycopg
@@ -118,6 +119,11 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _CURRENT = "SELECT max(version) FROM schema_version"
+
+
+def milliseconds(timeout: float) -> int:
+    """A lock timeout for ``lock_timeout``, where 0 would mean forever."""
+    return min(max(1, math.ceil(timeout * 1000)), 2**31 - 1)
 
 
 def ensure_schema(conn: psycopg.Connection[Any], url: str, upto: int = SCHEMA_VERSION) -> None:
