@@ -673,7 +673,7 @@ class _ManagedOps(ManagedOps):
             if domain is None:
                 raise DomainNotFound("no live domain (source managed)", domain=domid, store=store.url)
             lock = store.lock(domid, domain.uuid, timeout)
-            if domains.get(domid) == domain:
+            if domains.get(domid) is domain:  # the cached record, confirmed to exist
                 return domain.incarnation, lock
             # Destroyed (or reborn) between the look-up and the lock: its lock
             # file guards nothing now; unlink it while held, and look again.
