@@ -319,3 +319,31 @@ def test_a_full_disk_fails_store_clearly_and_keeps_the_old_item(small_disk: Path
         assert "No space left" in message
         assert ctx.retrieve(dom.domid, "xl") == b"old"
         assert not _path(small_disk, "n", dom, "xl").exists()
+
+
+def test_destroy_removes_libxls_other_lock_files_only_when_free(
+    xen: Path, ctx: domdata.Context, dom: Domain
+) -> None:
+    other = ctx.managed.create("db1")
+    free = _path(xen, "l", dom, "libxl-device-changes-lock")
+    free.touch()
+    held = _path(xen, "l", other, "libxl-device-changes-lock")
+    holder = os.open(held, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # libxl's device-changes lock, held
+        ctx.destroy(dom.domid)
+        ctx.destroy(other.domid)
+        assert not free.exists()
+        assert held.exists()
+    finally:
+        os.close(holder)
+
+
+def test_without_durability_items_are_the_same_files(xen: Path) -> None:
+    with domdata.open(f"libxl://{xen}", durable=False) as ctx:
+        dom = ctx.managed.create()
+        ctx.store(dom.domid, "xl", b"fast")
+        item = _path(xen, "d", dom, "xl")
+        assert item.read_bytes() == b"fast"
+        assert stat.S_IMODE(item.stat().st_mode) == 0o600
+        assert ctx.retrieve(dom.domid, "xl") == b"fast"
