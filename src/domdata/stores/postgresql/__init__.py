@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -45,6 +47,7 @@ POOL_MAX_SIZE = 4
 MAX_HOST_LENGTH = 255
 
 Connection = psycopg.Connection[Any]
+IDLE = TransactionStatus.IDLE
 
 _SELECT = "SELECT data FROM userdata WHERE host = %s AND domid = %s AND uuid = %s AND userid = %s"
 _UPSERT = (
@@ -152,6 +155,10 @@ class PostgreSQLStore(Store):
             num_workers=1,
             open=True,
         )
+        # A context makes one call at a time: it keeps one connection out of
+        # the pool (getconn and putconn would cost a sixth of a short call).
+        self._resident: Connection | None = None
+        self._resident_busy = threading.Lock()
         # Session locks: the pinned connection holding them, how many times each
         # domid is held, and domids whose lock died with a lost session.
         self._pinned: Connection | None = None
@@ -206,11 +213,37 @@ class PostgreSQLStore(Store):
 
     @contextmanager
     def _pooled(self) -> Iterator[Connection]:
-        conn = self._pool.getconn()
+        """The resident connection, or one from the pool while it is busy."""
+        if not self._resident_busy.acquire(blocking=False):
+            conn = self._pool.getconn()
+            try:
+                yield conn
+            finally:
+                self._pool.putconn(conn)
+            return
         try:
-            yield conn
+            conn = self._resident_connection()
+            try:
+                yield conn
+            finally:
+                if conn.pgconn.transaction_status != IDLE:
+                    # Broken or mid-transaction: the pool resets or replaces it.
+                    self._resident = None
+                    self._pool.putconn(conn)
         finally:
-            self._pool.putconn(conn)
+            self._resident_busy.release()
+
+    def _resident_connection(self) -> Connection:
+        conn = self._resident
+        if conn is not None:
+            try:
+                _hung_up(conn)
+                return conn
+            except psycopg.OperationalError:
+                self._resident = None
+                self._pool.putconn(conn)
+        conn = self._resident = self._pool.getconn()
+        return conn
 
     @contextmanager
     def _connection_for(
@@ -364,6 +397,10 @@ class PostgreSQLStore(Store):
         return migrate(self, incarnation, self.host if host is None else host, domid)
 
     def close(self) -> None:
+        if self._resident is not None:
+            with suppress(psycopg.Error):
+                self._pool.putconn(self._resident)
+            self._resident = None
         if self._pinned is not None:
             with suppress(psycopg.Error):
                 self._pool.putconn(self._pinned)

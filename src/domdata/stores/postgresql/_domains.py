@@ -134,14 +134,10 @@ class FusedOps(ManagedOps):
     def _call(
         self, query: LiteralString, params: tuple[object, ...], domid: int, userid: str, timeout: float
     ) -> Any:
-        # The hot path: the pool by hand, no context managers.
         store = self._store
         try:
-            conn = store._pool.getconn()
-            try:
-                row = conn.execute(query, params).fetchone()
-            finally:
-                store._pool.putconn(conn)
+            with store._pooled() as conn:
+                row = conn.execute(query, params, binary=True).fetchone()
         except psycopg.errors.NoDataFound:
             self._not_found(domid, userid)
         except psycopg.Error as exc:
