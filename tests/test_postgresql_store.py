@@ -269,8 +269,15 @@ def test_migration_onto_another_domain_moves_nothing(url: str) -> None:
         a.store(3, "xl", b"config")
         with pytest.raises(DomainExists):
             a.migrate(3, to_domid=7, to_host="b")
+        a.managed.create("db", domid=4)
+        a.store(4, "xl", b"db config")
+        b.managed.create("db", domid=8)
+        with pytest.raises(DomainExists, match="name"):
+            a.migrate(4, to_domid=9, to_host="b")
         assert a.retrieve(3, "xl") == b"config"
+        assert a.retrieve(4, "xl") == b"db config"
         assert b.list(7) == []
+        assert b.domains.by_domid(9) is None
 
 
 def test_localhost_live_migration_keeps_both_apart_and_loses_nothing(url: str) -> None:
