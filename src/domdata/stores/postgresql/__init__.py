@@ -41,8 +41,7 @@ logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 #: Seconds to wait for a connection when the URL sets no ``connect_timeout``.
 DEFAULT_CONNECT_TIMEOUT = 5
-#: A context runs one call at a time; the second connection is for the one
-#: pinned by ``lock()`` while calls on other domains go on.
+#: The resident connection, the one pinned by ``lock()``, two for other threads.
 POOL_MAX_SIZE = 4
 MAX_HOST_LENGTH = 255
 
