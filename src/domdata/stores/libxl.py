@@ -414,7 +414,8 @@ class LibxlStore(Store):
         if not doomed:
             return 0
         keys = {f"{domid}.{uuid}" for domid, uuid in doomed}
-        names = (n for n in self._listdir() if n.startswith("userdata-") and _key(n) in keys)
+        # _key() inlined: this sieve runs over the whole directory once per batch.
+        names = [n for n in self._listdir() if n[11 : n.find(".", 11) + 37] in keys]
         entries = [e for e in _parse(names) if e.incarnation in doomed]
         removed = 0
         try:
