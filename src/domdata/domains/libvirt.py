@@ -9,6 +9,7 @@ defined but inactive domain has no incarnation. Imported only when a
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -71,6 +72,8 @@ class LibvirtDomains(DomainSource):
         self.spec = f"libvirt:{uri}"
         self._reopen = threading.Lock()
         self._conn: Any = open_connection(uri)
+        # The uuid each domid had when last seen: a hint, never an answer.
+        self._uuids: dict[int, str] = {}
 
     def _call(self, call: Callable[[Any], T]) -> T:
         conn = self._conn
@@ -118,23 +121,46 @@ class LibvirtDomains(DomainSource):
     def by_domid(self, domid: int) -> Domain | None:
         if domid > _MAX_LIBVIRT_ID:
             return None
+        # libvirt finds a domain by ID with a linear search of every domain
+        # (milliseconds at 10,000 domains), by uuid with a hash lookup: try
+        # the uuid this domid had last time first. Either answer is libvirt's.
+        uuid = self._uuids.get(domid)
+        if uuid is not None:
+            dom = self._lookup(lambda conn: conn.lookupByUUIDString(uuid))
+            if dom is not None and dom.ID() == domid:
+                return Domain(domid, uuid, dom.name())
+            self._uuids.pop(domid, None)
         dom = self._lookup(lambda conn: conn.lookupByID(domid))
-        # A domain listed by ID is active; re-check because a lookup can race its end.
-        return None if dom is None else _active(dom)
+        # Found by ID means active; still check, as the domain may just have ended.
+        found = None if dom is None else _active(dom)
+        if found is not None:
+            self._uuids[domid] = found.uuid
+        return found
 
     def incarnation(self, domid: int) -> Incarnation | None:
         domain = self.by_domid(domid)
         return None if domain is None else domain.incarnation
 
+    def _list(self) -> list[Any]:
+        listed: list[Any] = self._call(
+            lambda conn: conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+        )
+        return listed
+
     def domains(self) -> Sequence[Domain]:
-        listed = self._call(lambda conn: conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
-        found = (_active(dom) for dom in listed)
-        return sorted((d for d in found if d is not None), key=lambda d: d.domid)
+        found = [d for d in map(_active, self._list()) if d is not None]
+        self._uuids = {d.domid: d.uuid for d in found}
+        return sorted(found, key=lambda d: d.domid)
 
     def incarnations(self) -> set[Incarnation]:
-        # Name-free: a reap of many domains should not build Domain objects it drops.
-        listed = self._call(lambda conn: conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
-        return {Incarnation(dom.ID(), dom.UUIDString()) for dom in listed if dom.ID() >= 0}
+        # Without names: a reap of many domains builds nothing it would drop.
+        uuids: dict[int, str] = {}
+        for dom in self._list():
+            domid = dom.ID()
+            if domid >= 0:
+                uuids[domid] = dom.UUIDString()
+        self._uuids = uuids
+        return set(itertools.starmap(Incarnation, uuids.items()))
 
     def by_uuid(self, uuid: str) -> Sequence[Domain]:
         dom = self._lookup(lambda conn: conn.lookupByUUIDString(uuid))
