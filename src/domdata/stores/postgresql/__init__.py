@@ -87,12 +87,21 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def _hung_up(conn: Connection) -> None:
-    """Pool check without a round trip: an idle connection has nothing to read
-    unless the server hung up (shutdown, restart, idle timeout)."""
+def _hung_up(conn: Connection) -> bool:
+    """Whether the server hung up on this idle connection (shutdown, restart,
+    idle timeout), found without a round trip: it has something to read."""
+    try:
+        fd = conn.pgconn.socket
+    except psycopg.OperationalError:  # closed already
+        return True
     poller = select.poll()
-    poller.register(conn.pgconn.socket, select.POLLIN)
-    if poller.poll(0):
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _check(conn: Connection) -> None:
+    """The pool's check: closes a connection the server hung up on."""
+    if _hung_up(conn):
         conn.close()
         raise psycopg.OperationalError("the server closed the connection")
 
@@ -149,7 +158,7 @@ class PostgreSQLStore(Store):
             # instead of waiting out a long backoff.
             reconnect_timeout=max(2 * self._timeout, 10.0),
             configure=_configure(options.durable),
-            check=_hung_up,
+            check=_check,
             name=f"domdata {self.url}",
             num_workers=1,
             open=True,
@@ -210,39 +219,42 @@ class PostgreSQLStore(Store):
             return _one_line(exc)
         return "the pool is busy"
 
+    def _borrow(self) -> Connection:
+        """The resident connection, or one from the pool while it is busy;
+        hand it back with ``_give_back``. (Not a context manager: this is the
+        fused calls' hot path.)"""
+        if not self._resident_busy.acquire(blocking=False):
+            return self._pool.getconn()
+        try:
+            conn = self._resident
+            if conn is None or _hung_up(conn):
+                if conn is not None:
+                    self._resident = None
+                    conn.close()
+                    self._pool.putconn(conn)
+                conn = self._resident = self._pool.getconn()
+            return conn
+        except BaseException:
+            self._resident_busy.release()
+            raise
+
+    def _give_back(self, conn: Connection) -> None:
+        if conn is not self._resident:
+            self._pool.putconn(conn)
+            return
+        if conn.pgconn.transaction_status != IDLE:
+            # Broken or mid-transaction: the pool resets or replaces it.
+            self._resident = None
+            self._pool.putconn(conn)
+        self._resident_busy.release()
+
     @contextmanager
     def _pooled(self) -> Iterator[Connection]:
-        """The resident connection, or one from the pool while it is busy."""
-        if not self._resident_busy.acquire(blocking=False):
-            conn = self._pool.getconn()
-            try:
-                yield conn
-            finally:
-                self._pool.putconn(conn)
-            return
+        conn = self._borrow()
         try:
-            conn = self._resident_connection()
-            try:
-                yield conn
-            finally:
-                if conn.pgconn.transaction_status != IDLE:
-                    # Broken or mid-transaction: the pool resets or replaces it.
-                    self._resident = None
-                    self._pool.putconn(conn)
+            yield conn
         finally:
-            self._resident_busy.release()
-
-    def _resident_connection(self) -> Connection:
-        conn = self._resident
-        if conn is not None:
-            try:
-                _hung_up(conn)
-                return conn
-            except psycopg.OperationalError:
-                self._resident = None
-                self._pool.putconn(conn)
-        conn = self._resident = self._pool.getconn()
-        return conn
+            self._give_back(conn)
 
     @contextmanager
     def _connection_for(

@@ -136,8 +136,11 @@ class FusedOps(ManagedOps):
     ) -> Any:
         store = self._store
         try:
-            with store._pooled() as conn:
+            conn = store._borrow()
+            try:
                 row = conn.execute(query, params, binary=True).fetchone()
+            finally:
+                store._give_back(conn)
         except psycopg.errors.NoDataFound:
             self._not_found(domid, userid)
         except psycopg.Error as exc:
