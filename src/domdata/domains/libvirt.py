@@ -53,9 +53,13 @@ def _active(dom: Any) -> Domain | None:
 
 
 def open_connection(uri: str) -> Any:
-    """A libvirt connection to *uri*, or SourceUnavailable naming it."""
+    """A read-only libvirt connection to *uri*, or SourceUnavailable naming it.
+
+    domdata only looks domains up and listens to events: read-only is
+    enough, and libvirtd lets any local user open one (``qemu:///system``).
+    """
     try:
-        return libvirt.open(uri)
+        return libvirt.openReadOnly(uri)
     except libvirt.libvirtError as exc:
         raise SourceUnavailable(f"cannot connect to libvirt {uri}: {exc}") from exc
 
