@@ -43,6 +43,8 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
     # 2: the domain lock's key, and the calls that lock, check and act in one
     # round trip. They are VOLATILE plpgsql: each statement in them takes a new
     # snapshot, so what follows the lock sees every commit made before it.
+    # They try the lock before waiting for it: plpgsql evaluates an IF
+    # condition without the executor, a PERFORM is a whole query.
     (
         """CREATE FUNCTION domdata_lock_key(p_host text, p_domid bigint) RETURNS bigint
             LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -72,7 +74,9 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
                 IF current_setting('domdata.lock_timeout_ms', true) IS DISTINCT FROM p_timeout_ms::text THEN
                     PERFORM domdata_lock_timeout(p_timeout_ms);
                 END IF;
-                PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
+                IF NOT pg_try_advisory_xact_lock(domdata_lock_key(p_host, p_domid)) THEN
+                    PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
+                END IF;
                 SELECT u.data INTO v_data FROM domains d LEFT JOIN userdata u
                     ON u.host = d.host AND u.domid = d.domid AND u.uuid = d.uuid AND u.userid = p_userid
                     WHERE d.host = p_host AND d.domid = p_domid;
@@ -89,7 +93,9 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
                 IF current_setting('domdata.lock_timeout_ms', true) IS DISTINCT FROM p_timeout_ms::text THEN
                     PERFORM domdata_lock_timeout(p_timeout_ms);
                 END IF;
-                PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
+                IF NOT pg_try_advisory_xact_lock(domdata_lock_key(p_host, p_domid)) THEN
+                    PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
+                END IF;
                 INSERT INTO userdata (host, domid, uuid, userid, data)
                     SELECT d.host, d.domid, d.uuid, p_userid, p_data FROM domains d
                     WHERE d.host = p_host AND d.domid = p_domid
@@ -105,7 +111,9 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
                 IF current_setting('domdata.lock_timeout_ms', true) IS DISTINCT FROM p_timeout_ms::text THEN
                     PERFORM domdata_lock_timeout(p_timeout_ms);
                 END IF;
-                PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
+                IF NOT pg_try_advisory_xact_lock(domdata_lock_key(p_host, p_domid)) THEN
+                    PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
+                END IF;
                 SELECT d.uuid INTO v_uuid FROM domains d WHERE d.host = p_host AND d.domid = p_domid;
                 IF NOT FOUND THEN
                     RETURN -1;
