@@ -249,3 +249,20 @@ def test_sigterm_makes_the_daemon_exit_cleanly(url: str, libvirtd: Libvirtd, how
             conn.close()
     assert daemon.returncode == 0, stderr
     assert "Traceback" not in stderr
+
+
+def test_without_the_libvirt_extra_it_says_what_to_install(url: str) -> None:
+    # A None entry in sys.modules makes "import libvirt" fail as if it were absent.
+    probe = textwrap.dedent("""
+        import sys
+        sys.modules["libvirt"] = None
+        import domdata
+        from domdata import reaper
+        try:
+            reaper.watch(sys.argv[1], "libvirt:test:///default")
+        except domdata.SourceUnavailable as exc:
+            print(exc)
+    """)
+    done = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'domdata[libvirt]'" in done.stdout

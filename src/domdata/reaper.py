@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _context
-from ._errors import Error, ReapRefused
+from ._errors import Error, ReapRefused, SourceUnavailable
 from ._types import Incarnation
 
 if TYPE_CHECKING:
@@ -71,7 +71,12 @@ def _start_event_loop() -> None:
     """libvirt's default event loop, once per process, in a daemon thread
     (it has no clean way to stop; it idles when no connection uses it)."""
     global _loop_started
-    import libvirt
+    try:
+        import libvirt
+    except ImportError as exc:
+        raise SourceUnavailable(
+            f"watching libvirt needs an optional extra: pip install 'domdata[libvirt]' ({exc})"
+        ) from exc
 
     with _loop_lock:
         if _loop_started:
