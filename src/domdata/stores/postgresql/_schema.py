@@ -50,7 +50,7 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
             LANGUAGE sql IMMUTABLE PARALLEL SAFE
             AS $$ SELECT (hashtext(p_host)::bigint << 32) | p_domid $$""",
         # lock_timeout is set for the session, and only when the caller's timeout
-        # changes: setting it on every call would cost a third of a call.
+        # changes: setting it for every wait would cost a query more.
         """CREATE FUNCTION domdata_lock_timeout(p_timeout_ms integer) RETURNS void
             LANGUAGE plpgsql VOLATILE AS $$
             BEGIN
@@ -62,8 +62,10 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
         """CREATE FUNCTION domdata_lock(p_host text, p_domid bigint, p_timeout_ms integer) RETURNS void
             LANGUAGE plpgsql VOLATILE AS $$
             BEGIN
-                PERFORM domdata_lock_timeout(p_timeout_ms);
-                PERFORM pg_advisory_lock(domdata_lock_key(p_host, p_domid));
+                IF NOT pg_try_advisory_lock(domdata_lock_key(p_host, p_domid)) THEN
+                    PERFORM domdata_lock_timeout(p_timeout_ms);
+                    PERFORM pg_advisory_lock(domdata_lock_key(p_host, p_domid));
+                END IF;
             END $$""",
         # The item, NULL when there is none; no_data_found when there is no domain.
         """CREATE FUNCTION domdata_get(p_host text, p_domid bigint, p_userid text, p_timeout_ms integer)
@@ -71,10 +73,8 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
             DECLARE
                 v_data bytea;
             BEGIN
-                IF current_setting('domdata.lock_timeout_ms', true) IS DISTINCT FROM p_timeout_ms::text THEN
-                    PERFORM domdata_lock_timeout(p_timeout_ms);
-                END IF;
                 IF NOT pg_try_advisory_xact_lock(domdata_lock_key(p_host, p_domid)) THEN
+                    PERFORM domdata_lock_timeout(p_timeout_ms);
                     PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
                 END IF;
                 SELECT u.data INTO v_data FROM domains d LEFT JOIN userdata u
@@ -90,10 +90,8 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
                 p_host text, p_domid bigint, p_userid text, p_data bytea, p_timeout_ms integer)
             RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
             BEGIN
-                IF current_setting('domdata.lock_timeout_ms', true) IS DISTINCT FROM p_timeout_ms::text THEN
-                    PERFORM domdata_lock_timeout(p_timeout_ms);
-                END IF;
                 IF NOT pg_try_advisory_xact_lock(domdata_lock_key(p_host, p_domid)) THEN
+                    PERFORM domdata_lock_timeout(p_timeout_ms);
                     PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
                 END IF;
                 INSERT INTO userdata (host, domid, uuid, userid, data)
@@ -108,10 +106,8 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
             DECLARE
                 v_uuid uuid;
             BEGIN
-                IF current_setting('domdata.lock_timeout_ms', true) IS DISTINCT FROM p_timeout_ms::text THEN
-                    PERFORM domdata_lock_timeout(p_timeout_ms);
-                END IF;
                 IF NOT pg_try_advisory_xact_lock(domdata_lock_key(p_host, p_domid)) THEN
+                    PERFORM domdata_lock_timeout(p_timeout_ms);
                     PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
                 END IF;
                 SELECT d.uuid INTO v_uuid FROM domains d WHERE d.host = p_host AND d.domid = p_domid;
