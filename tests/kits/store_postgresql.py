@@ -28,7 +28,8 @@ from . import StoreKit
 def bindir() -> Path | None:
     """Where initdb, pg_ctl and postgres are: $PG_BINDIR, Debian's newest, or $PATH."""
     if os.environ.get("PG_BINDIR"):
-        return Path(os.environ["PG_BINDIR"])
+        given = Path(os.environ["PG_BINDIR"])
+        return given if (given / "initdb").exists() else None
     debian = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
     if debian:
         return Path(debian[-1]).parent
