@@ -118,6 +118,21 @@ def test_destroy_through_libvirt_collects_the_data_at_once(
     assert lines == [f"collected incarnation {dom.incarnation}: 2 items (libvirt event)"]
 
 
+def test_a_burst_of_deaths_is_collected_and_the_living_are_kept(
+    url: str, ctx: domdata.Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    doomed = [KIT.create(ctx) for _ in range(100)]
+    living = [KIT.create(ctx) for _ in range(20)]
+    for dom in doomed + living:
+        ctx.store(dom.domid, "xl", str(dom.domid).encode())
+    with watching(url, f"libvirt:{URI}"):
+        eventually(reaped(caplog))
+        for dom in doomed:
+            KIT.end(ctx, dom)
+        eventually(lambda: {i.domid for i in ctx.list()} == {d.domid for d in living})
+    assert [ctx.retrieve(d.domid, "xl") for d in living] == [str(d.domid).encode() for d in living]
+
+
 def test_a_restarted_persistent_domain_is_a_new_incarnation(
     url: str, ctx: domdata.Context, caplog: pytest.LogCaptureFixture
 ) -> None:
