@@ -12,32 +12,24 @@ the call instead of running it unlocked. Schema and keys: docs/postgresql.md.
 
 from __future__ import annotations
 
-import logging
-import select
 import socket
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, NoReturn
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..._errors import DomainNotFound, LockTimeout, StoreUnavailable
 from ..._types import Incarnation, Item
 from ..base import DomainTable, HeldLock, ManagedOps, Store, StoreOptions
+from ._connections import Connection, drop_if_hung_up, hung_up, one_line, printable_url, session_setup
 from ._domains import FusedOps, PostgreSQLDomains, migrate
 from ._schema import ensure_schema, milliseconds
 
 __all__ = ["PostgreSQLStore"]
-
-# The pool logs each failed reconnection; with no logging configured Python
-# would print them all on stderr. An application that configures logging
-# still gets them; otherwise the StoreUnavailable raised says it once.
-logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 #: Seconds to wait for a connection when the URL sets no ``connect_timeout``.
 DEFAULT_CONNECT_TIMEOUT = 5
@@ -45,7 +37,6 @@ DEFAULT_CONNECT_TIMEOUT = 5
 POOL_MAX_SIZE = 4
 MAX_HOST_LENGTH = 255
 
-Connection = psycopg.Connection[Any]
 IDLE = TransactionStatus.IDLE
 
 _SELECT = "SELECT data FROM userdata WHERE host = %s AND domid = %s AND uuid = %s AND userid = %s"
@@ -69,49 +60,6 @@ _DROP = (
     " (SELECT * FROM unnest(%s::bigint[], %s::uuid[]))"
 )
 _UNLOCK = "SELECT pg_advisory_unlock(domdata_lock_key(%s, %s))"
-
-
-def printable_url(url: str) -> str:
-    """The URL without its password (in the authority or the query)."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        url = url.replace(f":{parts.password}@", "@", 1)
-    if any(key == "password" for key, _ in parse_qsl(parts.query)):
-        kept = [(key, value) for key, value in parse_qsl(parts.query) if key != "password"]
-        url = url.partition("?")[0] + ("?" + urlencode(kept, safe="/") if kept else "")
-    return url
-
-
-def _one_line(exc: BaseException) -> str:
-    """libpq's messages span lines (a hint on the second): errors are one line."""
-    return " ".join(str(exc).split())
-
-
-def _hung_up(conn: Connection) -> bool:
-    """Whether the server hung up on this idle connection (shutdown, restart,
-    idle timeout), found without a round trip: it has something to read."""
-    try:
-        fd = conn.pgconn.socket
-    except psycopg.OperationalError:  # closed already
-        return True
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
-
-
-def _check(conn: Connection) -> None:
-    """The pool's check: closes a connection the server hung up on."""
-    if _hung_up(conn):
-        conn.close()
-        raise psycopg.OperationalError("the server closed the connection")
-
-
-def _configure(durable: bool) -> Callable[[Connection], None]:
-    def configure(conn: Connection) -> None:
-        conn.adapters.register_loader("uuid", TextLoader)
-        conn.execute("SELECT set_config('synchronous_commit', %s, false)", ("on" if durable else "off",))
-
-    return configure
 
 
 class _DomainLock:
@@ -157,8 +105,8 @@ class PostgreSQLStore(Store):
             # Short, so that after an outage the next call connects at once
             # instead of waiting out a long backoff.
             reconnect_timeout=max(2 * self._timeout, 10.0),
-            configure=_configure(options.durable),
-            check=_check,
+            configure=session_setup(options.durable),
+            check=drop_if_hung_up,
             name=f"domdata {self.url}",
             num_workers=1,
             open=True,
@@ -205,10 +153,10 @@ class PostgreSQLStore(Store):
             ) from exc
         if isinstance(exc, psycopg.OperationalError):
             raise StoreUnavailable(
-                f"lost the {self.server}: {_one_line(exc)}", store=self.url, domain=domain, userid=userid
+                f"lost the {self.server}: {one_line(exc)}", store=self.url, domain=domain, userid=userid
             ) from exc
         raise StoreUnavailable(
-            f"{self.server}: {_one_line(exc)}", store=self.url, domain=domain, userid=userid
+            f"{self.server}: {one_line(exc)}", store=self.url, domain=domain, userid=userid
         ) from exc
 
     def _diagnose(self) -> str:
@@ -216,7 +164,7 @@ class PostgreSQLStore(Store):
         try:
             psycopg.connect(self._url, **self._kwargs).close()
         except psycopg.Error as exc:
-            return _one_line(exc)
+            return one_line(exc)
         return "the pool is busy"
 
     def _borrow(self) -> Connection:
@@ -227,7 +175,7 @@ class PostgreSQLStore(Store):
             return self._pool.getconn()
         try:
             conn = self._resident
-            if conn is None or _hung_up(conn):
+            if conn is None or hung_up(conn):
                 if conn is not None:
                     self._resident = None
                     conn.close()
