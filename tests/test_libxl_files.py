@@ -347,3 +347,28 @@ def test_without_durability_items_are_the_same_files(xen: Path) -> None:
         assert item.read_bytes() == b"fast"
         assert stat.S_IMODE(item.stat().st_mode) == 0o600
         assert ctx.retrieve(dom.domid, "xl") == b"fast"
+
+
+def test_a_broken_record_index_fails_cleanly_and_releases_the_lock(tmp_path: Path) -> None:
+    url = f"libxl://{tmp_path}"
+    with domdata.open(url) as ctx:
+        dom = ctx.managed.create()
+        ctx.store(dom.domid, "xl", b"x")
+    with domdata.open(url) as ctx:
+        ctx.retrieve(dom.domid, "xl")  # caches the record
+        index = tmp_path / f"domdata-domid.{dom.domid}"
+        index.unlink()
+        index.mkdir()
+        (tmp_path / record_name(dom.incarnation)).unlink()
+        with pytest.raises(domdata.StoreUnavailable):
+            ctx.retrieve(dom.domid, "xl")
+        with domdata.open(url, lock_timeout=0.5) as other, pytest.raises(domdata.Error) as caught:
+            other.retrieve(dom.domid, "xl")
+        assert not isinstance(caught.value, domdata.LockTimeout)
+
+
+def test_a_directory_where_a_record_should_be_is_a_store_error(tmp_path: Path) -> None:
+    url = f"libxl://{tmp_path}"
+    (tmp_path / record_name(domdata.Incarnation(3, "6695eb01-f6a4-8304-79aa-97f2502e193f"))).mkdir()
+    with domdata.open(url) as ctx, pytest.raises(domdata.StoreUnavailable, match="domain record"):
+        ctx.domains.domains()

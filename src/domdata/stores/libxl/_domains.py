@@ -149,6 +149,8 @@ class _LibxlDomains(DomainTable):
                 store._fail(f"cannot read the domain record {entry.name}", exc, entry.incarnation)
             try:
                 raw = os.read(fd, 65536)
+            except OSError as exc:
+                store._fail(f"cannot read the domain record {entry.name}", exc, entry.incarnation)
             finally:
                 os.close(fd)
             try:
@@ -174,7 +176,12 @@ class _ManagedOps(ManagedOps):
             if domain is None:
                 raise DomainNotFound("no live domain (source managed)", domain=domid, store=store.url)
             lock = store.lock(domid, domain.uuid, timeout)
-            if domains.get(domid) is domain:  # the cached record, confirmed to exist
+            try:
+                confirmed = domains.get(domid) is domain  # the cached record, still there
+            except BaseException:
+                lock.release()
+                raise
+            if confirmed:
                 return domain.incarnation, lock
             # Destroyed (or reborn) between the look-up and the lock: its lock
             # file guards nothing now; unlink it while held, and look again.
