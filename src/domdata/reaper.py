@@ -47,9 +47,10 @@ def watch(
 
     Opens ``domdata.open(store, domains, **options)``; reaps at once and then
     every *interval* seconds; with a libvirt source, also on each lifecycle
-    event that ends an incarnation. Failures of the store or of libvirt are
-    logged and retried; ReapRefused (the store does not belong to this
-    source) is raised. Logs one INFO line per collected incarnation on the
+    event that ends an incarnation. Once it runs, failures of the store or
+    of libvirt are logged and retried; opening fails as ``domdata.open``
+    does, and ReapRefused (the store does not belong to this source) is
+    raised. Logs one INFO line per collected incarnation on the
     ``domdata.watch`` logger.
     """
     if interval <= 0:
@@ -57,8 +58,8 @@ def watch(
     stop = threading.Event() if stop is None else stop
     kind, _, uri = domains.partition(":")
     if kind == "libvirt" and uri:
-        # Connections opened before the event implementation is registered
-        # never deliver events, the context's own included.
+        # libvirt wants its event implementation registered before the
+        # process opens any connection.
         _start_event_loop()
     with _context.open(store, domains, **options) as ctx:
         if kind == "libvirt" and uri:
