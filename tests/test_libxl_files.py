@@ -280,12 +280,30 @@ def test_only_the_local_xen_may_reap_a_directory_libxl_shares(xen: Path, source:
     store = LibxlStore(f"libxl://{xen}", StoreOptions())
     try:
         store.check_reap(source)  # nothing of libxl's there yet: anyone may reap
-        (xen / f"userdata-d.3.{_uuid.uuid4()}.libxl-json").write_bytes(b"{}\x00")
+        # A domain libvirt's libxl driver created: libxl-json and libvirt-xml.
+        uuid = _uuid.uuid4()
+        (xen / f"userdata-d.3.{uuid}.libxl-json").write_bytes(b"{}\x00")
+        (xen / f"userdata-d.3.{uuid}.libvirt-xml").write_bytes(b"<domain/>")
         if allowed:
             store.check_reap(source)
         else:
             with pytest.raises(domdata.ReapRefused):
                 store.check_reap(source)
+    finally:
+        store.close()
+
+
+
+def test_libvirt_cannot_vouch_for_a_domain_xl_created(xen: Path) -> None:
+    # libvirt does not see domains started with `xl create` (they have an xl
+    # item, no libvirt-xml): to libvirt they would look dead.
+    store = LibxlStore(f"libxl://{xen}", StoreOptions())
+    try:
+        uuid = _uuid.uuid4()
+        (xen / f"userdata-d.4.{uuid}.libxl-json").write_bytes(b"{}\x00")
+        (xen / f"userdata-d.4.{uuid}.xl").write_bytes(b'name = "web1"\n')
+        with pytest.raises(domdata.ReapRefused, match="outside libvirt"):
+            store.check_reap("libvirt:xen:///system")
     finally:
         store.close()
 

@@ -22,6 +22,8 @@ _RECORD = f".{RECORD_SUFFIX}"
 INDEX_PREFIX = "domdata-domid."
 #: The userid libxl writes for every domain it creates (libxl_domain_config as JSON).
 LIBXL_JSON = "libxl-json"
+#: The userid libvirt's libxl driver writes for every domain it creates (its XML).
+LIBVIRT_XML = "libvirt-xml"
 
 _NAME = re.compile(
     r"userdata-([a-z])\.(0|[1-9][0-9]{0,9})\."

@@ -22,6 +22,7 @@ from ._names import (
     _CREATE,
     _READ,
     _RECORD,
+    LIBVIRT_XML,
     LIBXL_JSON,
     LOCK_USERID,
     RECORD_SUFFIX,
@@ -282,21 +283,37 @@ class LibxlStore(_Locks, Store):
         return removed
 
     def check_reap(self, source: str) -> None:
-        """Refuse to reap a directory shared with libxl unless Xen itself says who is dead.
+        """Refuse to reap a directory shared with libxl unless the source can vouch
+        for every domain libxl created there.
 
-        A ``libxl-json`` item means libxl created that domain: only Xen
-        (``libvirt:xen:///system``) knows whether it still runs.
+        A ``libxl-json`` item means libxl created that domain. Only Xen knows
+        whether it still runs, and libvirt (``libvirt:xen:///system``) sees
+        only the domains libvirt created, which carry a ``libvirt-xml`` item:
+        a domain started with ``xl create`` would look dead to it.
         """
-        if is_xen_authority(source):
+        made_by_libxl, made_by_libvirt = set(), set()
+        for entry in _parse(_of_kind("d", self._listdir())):
+            if entry.rest == LIBXL_JSON:
+                made_by_libxl.add(entry.incarnation)
+            elif entry.rest == LIBVIRT_XML:
+                made_by_libvirt.add(entry.incarnation)
+        if not made_by_libxl:
             return
-        suffix = f".{LIBXL_JSON}"
-        for name in self._listdir():
-            if name.startswith("userdata-d.") and name.endswith(suffix):
-                raise ReapRefused(
-                    f"{self.path} holds domains libxl created ({name}); only Xen knows which are dead: "
-                    f"reap with the domain source libvirt:xen:///system, not {source} (or force it: --force)",
-                    store=self.url,
-                )
+        if not is_xen_authority(source):
+            raise ReapRefused(
+                f"{self.path} holds domains libxl created (e.g. domain {min(made_by_libxl)}); only Xen knows "
+                f"which are dead: reap with the domain source libvirt:xen:///system, not {source} "
+                "(or force it: --force)",
+                store=self.url,
+            )
+        unseen = made_by_libxl - made_by_libvirt
+        if unseen:
+            raise ReapRefused(
+                f"{self.path} holds domains created outside libvirt (e.g. domain {min(unseen)}, no "
+                f"{LIBVIRT_XML} item: xl create?); {source} cannot see them, so it cannot say they "
+                "died (--force reaps them as dead)",
+                store=self.url,
+            )
 
     def domain_table(self) -> DomainTable:
         return self._domains
