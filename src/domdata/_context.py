@@ -289,7 +289,11 @@ class Context:
         domid = self._checked_domid(domid)
         to_domid = self._checked_domid(to_domid)
         with self._mutex, self._locked(domid) as incarnation:
-            return self._store.migrate(incarnation, to_host, to_domid)
+            moved = self._store.migrate(incarnation, to_host, to_domid)
+            if domid in self._held:
+                # The incarnation lives elsewhere now: later calls in the block fail.
+                self._held[domid] = None
+            return moved
 
     def _collect(self, incarnation: Incarnation) -> int:
         lock = None
@@ -315,8 +319,7 @@ class Context:
         with self._mutex:
             if not force and not dry_run:
                 self._store.check_reap(self._source.spec)
-            stored = self._store.incarnations()
-            dead = sorted(stored - self._source.incarnations())
+            dead = self._store.dead(self._source.incarnations)
             report = ReapReport(dry_run=dry_run)
             if dry_run:
                 report.incarnations = dead

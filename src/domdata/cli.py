@@ -395,10 +395,13 @@ def reap(settings: Settings, dry_run: bool, force: bool, as_json: bool) -> None:
 @pass_settings
 def watch(settings: Settings, interval: float) -> None:
     """The daemon: collect the data of each domain incarnation that ends."""
+    import logging
     import threading
 
     from .reaper import watch as run
 
+    # One line per collected incarnation on stderr; journald adds the time.
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -8,7 +8,7 @@ the domain's lock. The contract layer (``domdata._context``) does the rest.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -122,6 +122,13 @@ class Store(ABC):
     @abstractmethod
     def incarnations(self) -> set[Incarnation]:
         """Every incarnation that has at least one item."""
+
+    def dead(self, live: Callable[[], set[Incarnation]]) -> list[Incarnation]:
+        """The incarnations with items that *live* does not list, sorted. *live*
+        is called after the store is read: an incarnation that had ended by
+        then cannot come back, so none of these is alive."""
+        stored = self.incarnations()
+        return sorted(stored - live())
 
     @abstractmethod
     def domain_table(self) -> DomainTable:

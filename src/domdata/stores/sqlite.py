@@ -218,12 +218,20 @@ class SQLiteStore(Store):
             db.executemany(_DROP, incarnations)
             return db.total_changes - before
 
-    def incarnations(self) -> set[Incarnation]:
+    def _stored(self) -> set[tuple[int, str]]:
         try:
-            rows = self._db.execute("SELECT DISTINCT domid, uuid FROM userdata").fetchall()
+            return set(self._db.execute("SELECT DISTINCT domid, uuid FROM userdata").fetchall())
         except sqlite3.Error as exc:
             self._fail(exc)
-        return {Incarnation(domid, uuid) for domid, uuid in rows}
+
+    def incarnations(self) -> set[Incarnation]:
+        return {Incarnation._make(row) for row in self._stored()}
+
+    def dead(self, live: Callable[[], set[Incarnation]]) -> list[Incarnation]:
+        # Row tuples hash and compare as Incarnations do: build named tuples
+        # only for the dead, not for every stored incarnation.
+        stored = self._stored()
+        return sorted(Incarnation._make(row) for row in stored - live())
 
     def domain_table(self) -> DomainTable:
         return _SQLiteDomains(self)
