@@ -8,10 +8,13 @@ neighbour slows both alike.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import domdata
 
 
 @dataclass
@@ -57,6 +60,34 @@ def compare(
         raw.append(per_call(theirs, number))
         mine.append(per_call(ours, number))
     return Row(name, mine, baseline_name, raw, target)
+
+
+def destroy_and_list(ctx: domdata.Context, first_victim: int) -> dict[str, list[float]]:
+    """Time ``destroy`` and ``list`` on a store already filled with domains
+    numbered from *first_victim*, each with one item: each destroy takes the
+    next of them; list reads a domain with two items made here."""
+    target = ctx.managed.create(domid=first_victim - 1)
+    ctx.store(target.domid, "xl", b"x" * 100)
+    ctx.store(target.domid, "libvirt-xml", b"<domain/>")
+    victims = itertools.count(first_victim)
+    return {
+        "destroy": [per_call(lambda: ctx.destroy(next(victims)), 10) for _ in range(7)],
+        "list": [per_call(lambda: ctx.list(target.domid), 200) for _ in range(7)],
+    }
+
+
+def growth_rows(backend: str, small: dict[str, list[float]], large: dict[str, list[float]]) -> list[Row]:
+    """destroy and list at 100,000 domains against the same at 100: target 2x."""
+    return [
+        Row(
+            f"{backend} {name} at 100,000 domains",
+            large[name],
+            "same at 100 domains",
+            small[name],
+            target=2.0,
+        )
+        for name in ("destroy", "list")
+    ]
 
 
 def _us(seconds: float) -> str:

@@ -86,7 +86,7 @@ def rows() -> list[Row]:
     conn = libvirt.open(URI)
     item = os.urandom(512)
     # The real disk, not tmpfs: the reap's commit pays for fsync as users do.
-    with tempfile.TemporaryDirectory(dir=os.environ.get("DOMDATA_BENCH_DIR", Path.cwd())) as tmp:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("DOMDATA_BENCH_DIR")) as tmp:
         ours_path, raw_path = f"{tmp}/ours.db", f"{tmp}/raw.db"
         domains = _Domains(conn)
         with domdata.open(f"sqlite://{ours_path}", f"libvirt:{URI}", durable=False) as filler:
@@ -126,4 +126,3 @@ def rows() -> list[Row]:
         limit=REAP_LIMIT,
     )
     return [reap, listing]
-

@@ -161,7 +161,7 @@ def _reap(workdir: Path) -> Row:
 
 def rows() -> list[Row]:
     # The real disk, not tmpfs: durable rows must pay for fsync as users do.
-    with tempfile.TemporaryDirectory(dir=os.environ.get("DOMDATA_BENCH_DIR", Path.cwd())) as tmp:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("DOMDATA_BENCH_DIR")) as tmp:
         workdir = Path(tmp)
         return [
             *_store_and_retrieve(workdir, 1024),

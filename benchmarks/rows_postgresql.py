@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from _table import Row, compare, per_call
+from _table import Row, compare, destroy_and_list, growth_rows
 
 import domdata
 
@@ -84,28 +84,11 @@ def _timings_at(server: Server, domains: int) -> dict[str, list[float]]:
                 " SELECT host, domid, uuid, 'xl', decode(repeat('00', 512), 'hex') FROM domains"
             )
             raw.execute("VACUUM ANALYZE")
-        target = ctx.managed.create(domid=999)
-        ctx.store(target.domid, "xl", b"x" * 100)
-        ctx.store(target.domid, "libvirt-xml", b"<domain/>")
-        victims = itertools.count(1000)
-        return {
-            "destroy": [per_call(lambda: ctx.destroy(next(victims)), 10) for _ in range(7)],
-            "list": [per_call(lambda: ctx.list(target.domid), 200) for _ in range(7)],
-        }
+        return destroy_and_list(ctx, 1000)
 
 
 def _scaling(server: Server) -> list[Row]:
-    small, large = _timings_at(server, 100), _timings_at(server, 100_000)
-    return [
-        Row(
-            f"postgresql {name} at 100,000 domains",
-            large[name],
-            "same at 100 domains",
-            small[name],
-            target=2.0,
-        )
-        for name in ("destroy", "list")
-    ]
+    return growth_rows("postgresql", _timings_at(server, 100), _timings_at(server, 100_000))
 
 
 def rows() -> list[Row]:

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from _table import Row, compare, per_call
+from _table import Row, compare, destroy_and_list, growth_rows
 
 import domdata
 from domdata.stores.sqlite import _SCHEMA, _SELECT, _UPSERT
@@ -88,24 +88,12 @@ def _timings_at(workdir: Path, domains: int) -> dict[str, list[float]]:
     path = workdir / f"scale{domains}.db"
     with domdata.open(f"sqlite://{path}") as ctx:
         _populate(ctx, path, domains)
-        target = ctx.managed.create(domid=999)
-        ctx.store(target.domid, "xl", b"x" * 100)
-        ctx.store(target.domid, "libvirt-xml", b"<domain/>")
-        # Each call destroys another populated domain (and its item).
-        victims = itertools.count(1000)
-        return {
-            "destroy": [per_call(lambda: ctx.destroy(next(victims)), 10) for _ in range(7)],
-            "list": [per_call(lambda: ctx.list(target.domid), 200) for _ in range(7)],
-        }
+        return destroy_and_list(ctx, 1000)
 
 
 def _scaling(workdir: Path) -> list[Row]:
     """The same calls at 100 and at 100,000 domains: the ratio is the growth."""
-    small, large = _timings_at(workdir, 100), _timings_at(workdir, 100_000)
-    return [
-        Row(f"sqlite {name} at 100,000 domains", large[name], "same at 100 domains", small[name], target=2.0)
-        for name in ("destroy", "list")
-    ]
+    return growth_rows("sqlite", _timings_at(workdir, 100), _timings_at(workdir, 100_000))
 
 
 def rows() -> list[Row]:
