@@ -72,26 +72,6 @@ def gone(ctx: domdata.Context, dom: Domain) -> Callable[[], bool]:
     return lambda: all((i.domid, i.uuid) != dom.incarnation for i in ctx.list())
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite://{tmp_path / 'domdata.db'}"
-
-
-@pytest.fixture
-def ctx(url: str) -> Iterator[domdata.Context]:
-    need_libvirt()
-    with domdata.open(url, f"libvirt:{URI}") as context:
-        yield context
-
-
-@pytest.fixture
-def libvirtd() -> Iterator[Libvirtd]:
-    daemon = Libvirtd()
-    daemon.start()
-    yield daemon
-    daemon.stop()
-
-
 @pytest.fixture(autouse=True)
 def _info(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="domdata.watch")

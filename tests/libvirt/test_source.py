@@ -6,7 +6,6 @@ import subprocess
 import sys
 import textwrap
 import uuid as _uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,30 +32,10 @@ NODE_XML = """\
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite://{tmp_path / 'domdata.db'}"
-
-
-@pytest.fixture
-def ctx(url: str) -> Iterator[domdata.Context]:
-    need_libvirt()
-    with domdata.open(url, f"libvirt:{URI}") as context:
-        yield context
-
-
-@pytest.fixture
 def node(tmp_path: Path) -> str:
     path = tmp_path / "node.xml"
     path.write_text(NODE_XML)
     return f"test://{path}"
-
-
-@pytest.fixture
-def libvirtd() -> Iterator[Libvirtd]:
-    daemon = Libvirtd()
-    daemon.start()
-    yield daemon
-    daemon.stop()
 
 
 def test_a_running_domain_is_its_id_and_uuid(ctx: domdata.Context) -> None:
