@@ -18,15 +18,23 @@ from pathlib import Path
 from _table import Row, compare, destroy_and_list, growth_rows
 
 import domdata
-from domdata.stores.sqlite import _SCHEMA, _SELECT, _UPSERT
+
+# What a program keeping its own per-domain blobs would write by hand.
+_SCHEMA = """CREATE TABLE userdata (
+    domid INTEGER NOT NULL, uuid TEXT NOT NULL, userid TEXT NOT NULL, data BLOB NOT NULL,
+    UNIQUE (domid, uuid, userid))"""
+_UPSERT = (
+    "INSERT INTO userdata (domid, uuid, userid, data) VALUES (?1, ?2, ?3, ?4)"
+    " ON CONFLICT (domid, uuid, userid) DO UPDATE SET data = excluded.data"
+)
+_SELECT = "SELECT data FROM userdata WHERE domid = ? AND uuid = ? AND userid = ?"
 
 
 def _raw(path: Path, synchronous: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute(f"PRAGMA synchronous = {synchronous}")
-    for statement in _SCHEMA:
-        db.execute(statement)
+    db.execute(_SCHEMA)
     return db
 
 

@@ -4,6 +4,6 @@
 # libvirt's headers for libvirt-python, the libvirt daemon). Extra arguments
 # go to pytest.
 source "$(dirname "$0")/_env.sh"
-apt_install gcc python3-dev pkg-config libvirt-dev libvirt-daemon postgresql
+apt_install gcc python3-dev pkg-config libvirt-dev libvirt-daemon postgresql strace
 make_venv "libvirt,postgresql,test"
 exec .venv/bin/python -m pytest "$@"

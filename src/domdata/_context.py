@@ -1,43 +1,40 @@
 """The contract (DESIGN section 1), written once above every store and source:
-validate, lock, check that the domain lives, then delegate."""
+validate, lock, check that the domain lives, then delegate.
+
+Which stores can do more is asked here by name: a ``OneStepTable`` acts on
+a managed domain's item in one step, a ``ClusterStore`` migrates between
+hosts, a ``SharedDirectory`` has debris to sweep and domains of other
+programs to protect from ``reap`` (see ``reaper.py``).
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from types import TracebackType
 
+from . import reaper
 from ._errors import (
+    CorruptItem,
     DataTooLarge,
     DomainNotFound,
     InvalidData,
     InvalidDomain,
     InvalidUserid,
-    LockTimeout,
+    NotClustered,
     NotManaged,
 )
 from ._types import DEFAULT_MAX_ITEM_SIZE, Incarnation, Item, check_domid
 from ._userid import check_userid
 from .domains import DomainSource, ManagedDomains, open_source
-from .stores import HeldLock, Store, StoreOptions, default_url, open_store
+from .stores import ClusterStore, HeldLock, OneStepTable, Store, StoreOptions, default_url, open_store
+from .stores.base import NO_DOMAIN
 
 #: How long a call waits for a domain's lock before LockTimeout.
 DEFAULT_LOCK_TIMEOUT = 60.0
-#: Reap locks and drops dead incarnations this many at a time (bounded open files).
-_REAP_BATCH = 256
 
-
-@dataclass(slots=True)
-class ReapReport:
-    """What ``reap`` removed (or, with ``dry_run``, would remove)."""
-
-    incarnations: list[Incarnation] = field(default_factory=list)
-    items: int = 0
-    leftovers: list[str] = field(default_factory=list)
-    busy: list[Incarnation] = field(default_factory=list)
-    dry_run: bool = False
+ReapReport = reaper.ReapReport
 
 
 class Context:
@@ -62,8 +59,9 @@ class Context:
         self._mutex = threading.RLock()
         # Domains whose lock this context holds (``lock()``); None once destroyed.
         self._held: dict[int, Incarnation | None] = {}
-        # The store's one-step calls, when it keeps the managed domains itself.
-        self._fast = store.managed_ops() if isinstance(source, ManagedDomains) else None
+        # The one-step managed calls, when the store keeps the managed domains and has them.
+        table = store.domain_table() if isinstance(source, ManagedDomains) else None
+        self._one_step = table if isinstance(table, OneStepTable) else None
 
     @property
     def store_url(self) -> str:
@@ -86,41 +84,41 @@ class Context:
 
     # -- locking -----------------------------------------------------------
 
+    def _no_domain(self, domid: int, userid: str | None = None) -> DomainNotFound:
+        return DomainNotFound(
+            f"no live domain (source {self._source.spec})", domain=domid, store=self._store.url, userid=userid
+        )
+
     def _acquire(self, domid: int) -> tuple[Incarnation, HeldLock | None]:
-        """Lock the domain, then look its incarnation up (DESIGN: check after lock)."""
+        """Lock the domain, then look its incarnation up (DESIGN: check after lock).
+
+        A store whose lock names the incarnation is handed the one looked up
+        first; if another incarnation (or none) lives once the lock is held,
+        the one locked has ended: its lock is discarded and the look-up starts over.
+        """
         if domid in self._held:
             held = self._held[domid]
             if held is None:
                 raise DomainNotFound("destroyed while its lock is held", domain=domid, store=self._store.url)
             return held, None
         store, source = self._store, self._source
-        if store.lock_needs_uuid:
-            # The lock's name holds the uuid: look up, lock, look again; a
-            # domid reborn in between is a new incarnation, so start over.
-            while True:
-                incarnation = source.incarnation(domid)
-                if incarnation is None:
-                    break
-                lock = store.lock(domid, incarnation.uuid, self.lock_timeout)
-                try:
-                    now = source.incarnation(domid)
-                except BaseException:
-                    lock.release()
-                    raise
-                if now == incarnation:
-                    return incarnation, lock
-                lock.release()
-        else:
-            lock = store.lock(domid, None, self.lock_timeout)
+        by_incarnation = store.lock_names_incarnation
+        while True:
+            guess = source.incarnation(domid) if by_incarnation else None
+            if by_incarnation and guess is None:
+                raise self._no_domain(domid)
+            lock = store.lock(domid, None if guess is None else guess.uuid, self.lock_timeout)
             try:
-                incarnation = source.incarnation(domid)
+                now = source.incarnation(domid)
             except BaseException:
                 lock.release()
                 raise
-            if incarnation is not None:
-                return incarnation, lock
-            lock.release()
-        raise DomainNotFound(f"no live domain (source {source.spec})", domain=domid, store=store.url)
+            if now is not None and (guess is None or now == guess):
+                return now, lock
+            if guess is None:
+                lock.release()
+                raise self._no_domain(domid)
+            lock.discard()
 
     @contextmanager
     def _locked(self, domid: int) -> Iterator[Incarnation]:
@@ -203,6 +201,19 @@ class Context:
             store=self._store.url,
         )
 
+    def _item(self, data: bytes | None, domid: int, userid: str) -> bytes:
+        """What a store read becomes: ``b""`` when absent; an empty item is a torn write."""
+        if data is None:
+            return b""
+        if not data:
+            raise CorruptItem(
+                "the item is empty: a torn write (libxl refuses an empty userdata file too)",
+                store=self._store.url,
+                domain=domid,
+                userid=userid,
+            )
+        return data
+
     def store(self, domid: int, userid: str, data: bytes | bytearray | memoryview) -> None:
         """Replace the item atomically and durably; empty data deletes it.
 
@@ -212,11 +223,14 @@ class Context:
         domid, userid = self._checked(domid, userid)
         payload = self._data(data, domid, userid)
         with self._mutex:
-            if self._fast is not None and domid not in self._held:
+            if self._one_step is not None and domid not in self._held:
+                done: object
                 if payload:
-                    self._fast.put(domid, userid, payload, self.lock_timeout)
+                    done = self._one_step.put_item(domid, userid, payload, self.lock_timeout)
                 else:
-                    self._fast.delete(domid, userid, self.lock_timeout)
+                    done = self._one_step.delete_item(domid, userid, self.lock_timeout)
+                if done is NO_DOMAIN:
+                    raise self._no_domain(domid, userid)
                 return
             with self._locked(domid) as incarnation:
                 if payload:
@@ -231,19 +245,23 @@ class Context:
         """
         domid, userid = self._checked(domid, userid)
         with self._mutex:
-            if self._fast is not None and domid not in self._held:
-                data = self._fast.get(domid, userid, self.lock_timeout)
-                return b"" if data is None else data
+            if self._one_step is not None and domid not in self._held:
+                data = self._one_step.get_item(domid, userid, self.lock_timeout)
+                if data is NO_DOMAIN:
+                    raise self._no_domain(domid, userid)
+                return self._item(data, domid, userid)
             with self._locked(domid) as incarnation:
-                data = self._store.get(incarnation, userid)
-        return b"" if data is None else data
+                return self._item(self._store.get(incarnation, userid), domid, userid)
 
     def unlink(self, domid: int, userid: str) -> bool:
         """Delete the item; whether there was one. DomainNotFound if the domain is not alive."""
         domid, userid = self._checked(domid, userid)
         with self._mutex:
-            if self._fast is not None and domid not in self._held:
-                return self._fast.delete(domid, userid, self.lock_timeout)
+            if self._one_step is not None and domid not in self._held:
+                deleted = self._one_step.delete_item(domid, userid, self.lock_timeout)
+                if deleted is NO_DOMAIN:
+                    raise self._no_domain(domid, userid)
+                return deleted
             with self._locked(domid) as incarnation:
                 return self._store.delete(incarnation, userid)
 
@@ -256,7 +274,9 @@ class Context:
         """
         if domid is None:
             with self._mutex:
-                return self._store.items_everywhere() if all_hosts else self._store.items(None)
+                if all_hosts and isinstance(self._store, ClusterStore):
+                    return self._store.items_everywhere()
+                return self._store.items(None)
         domid = self._checked_domid(domid)
         with self._mutex, self._locked(domid) as incarnation:
             return self._store.items(incarnation)
@@ -285,11 +305,14 @@ class Context:
     def migrate(self, domid: int, *, to_domid: int, to_host: str | None = None) -> int:
         """Move a live domain's data (and managed record) to *to_domid* on *to_host*
         in one transaction, as the domain migrates; how many items moved.
-        Only cluster stores (PostgreSQL) have hosts to move between."""
+        Only cluster stores (PostgreSQL) have hosts: NotClustered elsewhere."""
         domid = self._checked_domid(domid)
         to_domid = self._checked_domid(to_domid)
+        store = self._store
+        if not isinstance(store, ClusterStore):
+            raise NotClustered(f"{type(store).__name__} has no hosts to migrate between", store=store.url)
         with self._mutex, self._locked(domid) as incarnation:
-            moved = self._store.migrate(incarnation, to_host, to_domid)
+            moved = store.migrate(incarnation, store.host if to_host is None else to_host, to_domid)
             if domid in self._held:
                 # The incarnation lives elsewhere now: later calls in the block fail.
                 self._held[domid] = None
@@ -317,38 +340,9 @@ class Context:
         (``force`` overrides). ``dry_run`` only reports.
         """
         with self._mutex:
-            if not force and not dry_run:
-                self._store.check_reap(self._source.spec)
-            dead = self._store.dead(self._source.incarnations)
-            report = ReapReport(dry_run=dry_run)
-            if dry_run:
-                report.incarnations = dead
-                doomed = set(dead)
-                report.items = sum(1 for item in self._store.items(None) if (item.domid, item.uuid) in doomed)
-                report.leftovers = self._store.leftovers(dry_run=True)
-                return report
-            for start in range(0, len(dead), _REAP_BATCH):
-                self._reap_batch(dead[start : start + _REAP_BATCH], report)
-            report.leftovers = self._store.leftovers(dry_run=False)
-            return report
-
-    def _reap_batch(self, batch: Sequence[Incarnation], report: ReapReport) -> None:
-        locks: list[HeldLock] = []
-        locked: list[Incarnation] = []
-        try:
-            for incarnation in batch:
-                if incarnation.domid not in self._held:
-                    try:
-                        locks.append(self._store.lock(incarnation.domid, incarnation.uuid, self.lock_timeout))
-                    except LockTimeout:
-                        report.busy.append(incarnation)
-                        continue
-                locked.append(incarnation)
-            report.items += self._store.drop(locked)
-            report.incarnations.extend(locked)
-        finally:
-            for lock in locks:
-                lock.release()
+            return reaper.reap(
+                self._store, self._source, set(self._held), self.lock_timeout, dry_run=dry_run, force=force
+            )
 
     # -- lifetime ----------------------------------------------------------
 
@@ -383,7 +377,7 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     ``durable=False`` skips the fsync / synchronous commit of each write: an
     item stored just before a machine crash may be lost (never torn).
     """
-    options = StoreOptions(durable=durable, managed=domains == "managed", host=host)
+    options = StoreOptions(durable=durable, host=host, lock_timeout=lock_timeout)
     opened = open_store(store or default_url(), options)
     try:
         source = open_source(domains, opened)

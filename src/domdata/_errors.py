@@ -1,7 +1,24 @@
 """The exception tree: one root, one small class per way a call can fail.
 
 Every message names the store, the domain and the userid involved, so a line
-in a log says what was being done to what.
+in a log says what was being done to what::
+
+    Error                   the root: every error domdata raises
+    ├── InvalidDomain       a domid, uuid or name is malformed          (ValueError)
+    ├── InvalidUserid       a userid breaks a rule; names the rule      (ValueError)
+    ├── InvalidData         data is not bytes-like (str is never encoded) (TypeError)
+    ├── DataTooLarge        data is over the store's per-item limit     (ValueError)
+    ├── DomainNotFound      no live incarnation with that domid/uuid/name (LookupError)
+    ├── DomainExists        a managed domain with that domid or name exists
+    │   └── ItemsClash      migrate: the destination has items of those userids
+    ├── LockTimeout         the domain's lock stayed held past the timeout (TimeoutError)
+    ├── CorruptItem         an item exists but cannot be valid (an empty libxl file)
+    ├── StoreUnavailable    the store cannot be reached or used
+    │   └── InvalidURL      the store URL is malformed or names no known kind of store
+    ├── SourceUnavailable   the domain source cannot be reached or named
+    ├── NotManaged          create/destroy a domain needs the ``managed`` source
+    ├── NotClustered        migrate needs a store with hosts (PostgreSQL)
+    └── ReapRefused         reap would delete data the source does not govern
 """
 
 from __future__ import annotations
@@ -43,6 +60,11 @@ class DomainExists(Error):
     """A managed domain with that domid or name already exists."""
 
 
+class ItemsClash(DomainExists):
+    """``migrate``: the destination incarnation already has items with the same
+    userids; nothing was moved."""
+
+
 class InvalidDomain(Error, ValueError):
     """A domid, uuid or domain name is malformed (out of range, not a uuid...)."""
 
@@ -67,6 +89,10 @@ class StoreUnavailable(Error):
     """The store cannot be reached or used (database down, directory missing...)."""
 
 
+class InvalidURL(StoreUnavailable):
+    """The store URL is malformed, or its scheme names no kind of store domdata has."""
+
+
 class SourceUnavailable(Error):
     """The domain source cannot be reached (libvirt down, bad URI...)."""
 
@@ -77,6 +103,10 @@ class CorruptItem(Error):
 
 class NotManaged(Error):
     """Creating or destroying a domain needs the ``managed`` domain source."""
+
+
+class NotClustered(Error):
+    """``migrate`` moves data between hosts: only a cluster store (PostgreSQL) has them."""
 
 
 class ReapRefused(Error):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import re
 import uuid as _uuid
 from dataclasses import dataclass
@@ -22,6 +23,17 @@ _UUID_SHAPED = re.compile(r"[0-9A-Za-z]+(?:-[0-9A-Za-z]+){4}")
 def uuid_shaped(text: str) -> bool:
     """Whether *text* is written as a uuid is (five dash-separated groups, 30-40 characters)."""
     return 30 <= len(text) <= 40 and _UUID_SHAPED.fullmatch(text) is not None
+
+
+class XenView(enum.Enum):
+    """How much of the local Xen hypervisor's domains a domain source sees."""
+
+    #: None of them (managed domains, KVM, a remote host...).
+    NONE = "none"
+    #: Those libvirt's libxl driver created, which carry a ``libvirt-xml`` item.
+    LIBVIRT = "libvirt"
+    #: Every one, whoever started it (``xl create`` included).
+    ALL = "all"
 
 
 class Incarnation(NamedTuple):
@@ -57,6 +69,17 @@ class Item:
     size: int
     #: The host the incarnation runs on, for cluster stores; None elsewhere.
     host: str | None = None
+
+
+def parse_dom(text: str) -> int | _uuid.UUID | str:
+    """DOM as people write it: ASCII digits are a domid, a uuid-shaped text is
+    a uuid, anything else is a name. InvalidDomain for a domid outside
+    0..2^32-1 or a malformed uuid."""
+    if text.isascii() and text.isdigit():
+        return check_domid(int(text))
+    if uuid_shaped(text):
+        return _uuid.UUID(canonical_uuid(text))
+    return text
 
 
 def check_domid(domid: object) -> int:

@@ -398,7 +398,7 @@ def watch(settings: Settings, interval: float) -> None:
     import logging
     import threading
 
-    from .reaper import watch as run
+    from .watch import watch as run
 
     # One line per collected incarnation on stderr; journald adds the time.
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")

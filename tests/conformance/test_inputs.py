@@ -77,7 +77,7 @@ def test_invalid_userid_is_refused_and_changes_nothing(
         message = str(caught.value)
         assert "userid" in message
         assert ctx.store_url in message
-        assert str(dom.domid) in message
+        assert f"domain {dom.domid}" in message
     assert _snapshot(ctx) == before
     assert ctx.retrieve(dom.domid, "xl") == b"kept"
 

@@ -147,7 +147,7 @@ def test_the_cli_reports_an_unreachable_libvirt_in_one_line(url: str, tmp_path: 
 def test_neither_import_domdata_nor_the_cli_imports_libvirt() -> None:
     probe = textwrap.dedent("""
         import sys
-        import domdata, domdata.cli, domdata.reaper
+        import domdata, domdata.cli, domdata.watch
         from click.testing import CliRunner
         assert CliRunner().invoke(domdata.cli.cli, ["--help"]).exit_code == 0
         print(sorted(m for m in sys.modules if m == "libvirt" or m.startswith("domdata.domains.libvirt")))
@@ -173,3 +173,21 @@ def test_every_store_keeps_data_of_libvirt_domains(store_name: str, tmp_path: Pa
         assert ctx.reap().incarnations == [dom.incarnation]
         assert ctx.retrieve(other.domid, "xl") == b"other"
         assert ctx.destroy(other.domid) == 1
+
+
+@pytest.mark.parametrize(
+    ("uri", "view"),
+    [
+        ("xen:///system", domdata.XenView.LIBVIRT),
+        ("xen:///", domdata.XenView.LIBVIRT),
+        ("xen+unix:///system", domdata.XenView.LIBVIRT),
+        ("xen+ssh://other-host/system", domdata.XenView.NONE),
+        ("qemu:///system", domdata.XenView.NONE),
+        ("test:///default", domdata.XenView.NONE),
+    ],
+)
+def test_only_the_local_xen_driver_sees_xen_domains(uri: str, view: domdata.XenView) -> None:
+    need_libvirt()
+    from domdata.domains.libvirt import xen_view_of
+
+    assert xen_view_of(uri) is view

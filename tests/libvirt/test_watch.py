@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import domdata
-from domdata import Domain, reaper
+from domdata import Domain, watch
 from tests.kits import STORE_KITS
 from tests.kits.source_libvirt import KIT, URI, Libvirtd, domain_xml, need_libvirt
 
@@ -41,13 +41,13 @@ def eventually(condition: Callable[[], bool], within: float = PATIENCE) -> float
 
 @contextmanager
 def watching(url: str, domains: str, interval: float = 3600.0) -> Iterator[threading.Thread]:
-    """``reaper.watch`` in a thread; stopped, and checked to return, at the end."""
+    """``watch.watch`` in a thread; stopped, and checked to return, at the end."""
     stop = threading.Event()
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
-            reaper.watch(url, domains, interval=interval, stop=stop)
+            watch.watch(url, domains, interval=interval, stop=stop)
         except BaseException as exc:
             failure.append(exc)
             raise
@@ -208,10 +208,10 @@ def test_it_reconnects_after_libvirtd_restarts_and_reaps_what_died(
 
 _LIBRARY = textwrap.dedent("""
     import signal, sys, threading
-    from domdata import reaper
+    from domdata import watch
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    reaper.watch(sys.argv[1], sys.argv[2], interval=3600, stop=stop)
+    watch.watch(sys.argv[1], sys.argv[2], interval=3600, stop=stop)
 """)
 
 
@@ -252,9 +252,9 @@ def test_without_the_libvirt_extra_it_says_what_to_install(url: str) -> None:
         import sys
         sys.modules["libvirt"] = None
         import domdata
-        from domdata import reaper
+        from domdata import watch
         try:
-            reaper.watch(sys.argv[1], "libvirt:test:///default")
+            watch.watch(sys.argv[1], "libvirt:test:///default")
         except domdata.SourceUnavailable as exc:
             print(exc)
     """)

@@ -1,7 +1,9 @@
 """Concurrency and crashes with real processes, on every store (managed domains).
 
 - 8 processes x 200 locked read-modify-write increments lose no update;
-- 200 stores racing 200 destroys leave no item behind for a dead domain;
+- 200 stores racing 200 destroys leave no item behind for a dead domain,
+  whether each store is a single call (a store's one-step path) or made
+  inside ``ctx.lock()`` (the contract's general path);
 - a writer killed with SIGKILL at 200 random instants never leaves a torn,
   empty or unknown version visible.
 """
@@ -28,6 +30,9 @@ KILLS = 200
 
 # Forked children open their own context; the parent holds none across a fork.
 fork = multiprocessing.get_context("fork")
+
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(params=sorted(STORE_KITS))
@@ -79,16 +84,21 @@ def _racer(url: str, role: str, domids: list[int], barrier: Any) -> None:
                 continue
             for n in range(3):
                 try:
-                    ctx.store(domid, f"item{n}", b"written while the domain dies")
+                    if role == "store in lock":
+                        with ctx.lock(domid):
+                            ctx.store(domid, f"item{n}", b"written while the domain dies")
+                    else:
+                        ctx.store(domid, f"item{n}", b"written while the domain dies")
                 except domdata.DomainNotFound:
                     break
 
 
-def test_store_racing_destroy_never_leaves_data_for_a_dead_domain(url: str) -> None:
+@pytest.mark.parametrize("storer", ["store", "store in lock"])
+def test_store_racing_destroy_never_leaves_data_for_a_dead_domain(url: str, storer: str) -> None:
     domains = _create(url, RACES)
     domids = [d.domid for d in domains]
     barrier = fork.Barrier(2)
-    racers = [fork.Process(target=_racer, args=(url, role, domids, barrier)) for role in ("store", "destroy")]
+    racers = [fork.Process(target=_racer, args=(url, role, domids, barrier)) for role in (storer, "destroy")]
     for racer in racers:
         racer.start()
     for racer in racers:

@@ -15,6 +15,8 @@ from tests.kits import STORE_KITS
 THREADS = 4
 INCREMENTS = 100
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(params=sorted(STORE_KITS))
 def url(request: pytest.FixtureRequest, tmp_path: Path, kits: None) -> str:

@@ -3,27 +3,45 @@
 from __future__ import annotations
 
 import importlib
+from typing import NamedTuple
 
 from .._errors import SourceUnavailable
 from ..stores.base import Store
 from .base import DomainSource
 from .managed import ManagedDomains
 
-__all__ = ["DomainSource", "ManagedDomains", "open_source"]
+__all__ = ["DomainSource", "ManagedDomains", "SourceSpec", "open_source", "parse_source"]
+
+_KNOWN = "managed, libvirt:<uri>"
+
+
+class SourceSpec(NamedTuple):
+    """A domain source as named: its kind and, for libvirt, the connection URI."""
+
+    kind: str
+    uri: str = ""
+
+
+def parse_source(spec: str) -> SourceSpec:
+    """``managed`` or ``libvirt:<uri>``; SourceUnavailable for anything else."""
+    if spec == "managed":
+        return SourceSpec("managed")
+    kind, sep, rest = spec.partition(":")
+    if kind == "libvirt" and sep and rest:
+        return SourceSpec("libvirt", rest)
+    raise SourceUnavailable(f"unknown domain source {spec!r} ({_KNOWN})")
 
 
 def open_source(spec: str, store: Store) -> DomainSource:
-    """``managed`` (the domain table in *store*) or ``libvirt:<uri>``."""
-    if spec == "managed":
+    """The source *spec* names; ``managed`` keeps its domains in *store*."""
+    parsed = parse_source(spec)
+    if parsed.kind == "managed":
         return ManagedDomains(store.domain_table())
-    kind, sep, rest = spec.partition(":")
-    if kind == "libvirt" and sep and rest:
-        try:
-            module = importlib.import_module("domdata.domains.libvirt")
-        except ImportError as exc:
-            raise SourceUnavailable(
-                f"the libvirt source needs an optional extra: pip install 'domdata[libvirt]' ({exc})"
-            ) from exc
-        source: DomainSource = module.LibvirtDomains(rest)
-        return source
-    raise SourceUnavailable(f"unknown domain source {spec!r} (managed, libvirt:<uri>)")
+    try:
+        module = importlib.import_module("domdata.domains.libvirt")
+    except ImportError as exc:
+        raise SourceUnavailable(
+            f"the libvirt source needs an optional extra: pip install 'domdata[libvirt]' ({exc})"
+        ) from exc
+    source: DomainSource = module.LibvirtDomains(parsed.uri)
+    return source

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import uuid as _uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from .._errors import DomainNotFound
-from .._types import Domain, Incarnation, canonical_uuid, check_domid, uuid_shaped
+from .._types import Domain, Incarnation, XenView, parse_dom
 
 
 class DomainSource(ABC):
@@ -14,6 +15,8 @@ class DomainSource(ABC):
 
     #: How the source was named (``managed``, ``libvirt:qemu:///system``).
     spec: str
+    #: Which of the local Xen hypervisor's domains this source sees.
+    xen_view: XenView = XenView.NONE
 
     @abstractmethod
     def incarnation(self, domid: int) -> Incarnation | None:
@@ -33,19 +36,19 @@ class DomainSource(ABC):
         A uuid that two live domains share (a localhost migration) is refused
         as ambiguous: name the domid instead.
         """
-        if text.isdigit():
-            domid = check_domid(int(text))
-            for_domid = self.by_domid(domid)
+        dom = parse_dom(text)
+        if isinstance(dom, int):
+            for_domid = self.by_domid(dom)
             if for_domid is None:
-                raise DomainNotFound("no such domain", domain=domid)
+                raise DomainNotFound("no such domain", domain=dom)
             return for_domid
-        if uuid_shaped(text):
-            found = self.by_uuid(canonical_uuid(text))
+        if isinstance(dom, _uuid.UUID):
+            found = self.by_uuid(str(dom))
             if len(found) == 1:
                 return found[0]
             what = "no such domain" if not found else "uuid names several domains: use a domid"
             raise DomainNotFound(what, domain=text)
-        named = self.by_name(text)
+        named = self.by_name(dom)
         if named is None:
             raise DomainNotFound("no such domain", domain=text)
         return named

@@ -13,11 +13,12 @@ import itertools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import libvirt
 
 from .._errors import SourceUnavailable
-from .._types import Domain, Incarnation
+from .._types import Domain, Incarnation, XenView
 from .base import DomainSource
 
 T = TypeVar("T")
@@ -47,6 +48,13 @@ def _no_domain(exc: libvirt.libvirtError) -> bool:
     return bool(exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN)
 
 
+def xen_view_of(uri: str) -> XenView:
+    """libvirt's Xen driver on this host sees the domains it created itself."""
+    parts = urlsplit(uri)
+    local_xen = parts.scheme in ("xen", "xen+unix") and parts.netloc in ("", "localhost")
+    return XenView.LIBVIRT if local_xen else XenView.NONE
+
+
 def _active(dom: Any) -> Domain | None:
     domid = dom.ID()
     return None if domid < 0 else Domain(domid, dom.UUIDString(), dom.name())
@@ -74,6 +82,7 @@ class LibvirtDomains(DomainSource):
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self.spec = f"libvirt:{uri}"
+        self.xen_view = xen_view_of(uri)
         self._reopen = threading.Lock()
         self._conn: Any = open_connection(uri)
         # The uuid each domid had when last seen: a hint, never an answer.

@@ -6,10 +6,28 @@ import importlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .._errors import StoreUnavailable
-from .base import DomainTable, HeldLock, Store, StoreOptions
+from .._errors import InvalidURL, StoreUnavailable
+from .base import (
+    ClusterStore,
+    DomainTable,
+    HeldLock,
+    OneStepTable,
+    SharedDirectory,
+    Store,
+    StoreOptions,
+)
 
-__all__ = ["DomainTable", "HeldLock", "Store", "StoreOptions", "default_url", "open_store"]
+__all__ = [
+    "ClusterStore",
+    "DomainTable",
+    "HeldLock",
+    "OneStepTable",
+    "SharedDirectory",
+    "Store",
+    "StoreOptions",
+    "default_url",
+    "open_store",
+]
 
 _BACKENDS = {
     "sqlite": "domdata.stores.sqlite:SQLiteStore",
@@ -32,7 +50,7 @@ def open_store(url: str, options: StoreOptions) -> Store:
     target = _BACKENDS.get(scheme)
     if target is None:
         known = ", ".join(sorted(_BACKENDS))
-        raise StoreUnavailable(f"unknown store scheme {scheme!r} (known: {known})", store=url)
+        raise InvalidURL(f"unknown store scheme {scheme!r} (known: {known})", store=url)
     module_name, _, class_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)

@@ -3,8 +3,7 @@
 One byte per domid: offset = domid. OFD locks belong to the open file, not
 to the process, so two contexts in one process exclude each other, closing
 some other descriptor of the file drops nothing, and a process that dies
-releases its locks with its descriptors. A child that inherits the
-descriptor shares the lock (``domdata lock DOM -- COMMAND`` does not rely on it).
+releases its locks with its descriptors.
 """
 
 from __future__ import annotations
@@ -13,9 +12,9 @@ import errno
 import fcntl
 import os
 import struct
-import time
 
 from .._errors import LockTimeout
+from ._wait import wait_for
 
 # struct flock on LP64 Linux: short type, short whence, off_t start, off_t len, pid_t pid.
 _FLOCK = struct.Struct("hhxxxxqqixxxx")
@@ -31,31 +30,21 @@ class RangeLocks:
 
     def lock(self, domid: int, timeout: float) -> _HeldRange:
         request = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, domid, 1, 0)
-        try:
-            fcntl.fcntl(self._fd, fcntl.F_OFD_SETLK, request)
-        except OSError as exc:
-            if exc.errno not in _CONFLICT:
-                raise
-            self._wait(request, domid, timeout)
-        return _HeldRange(self._fd, domid)
 
-    def _wait(self, request: bytes, domid: int, timeout: float) -> None:
-        # F_OFD_SETLKW cannot time out; poll with a growing pause instead.
-        deadline = time.monotonic() + timeout
-        pause = 0.0005
-        while True:
-            time.sleep(pause)
+        def attempt() -> bool:
             try:
                 fcntl.fcntl(self._fd, fcntl.F_OFD_SETLK, request)
-                return
             except OSError as exc:
                 if exc.errno not in _CONFLICT:
                     raise
-            if time.monotonic() >= deadline:
-                raise LockTimeout(
-                    f"the domain's lock is still held after {timeout:g} s", domain=domid, store=self._store
-                )
-            pause = min(pause * 2, 0.02)
+                return False
+            return True
+
+        if not wait_for(attempt, timeout):
+            raise LockTimeout(
+                f"the domain's lock is still held after {timeout:g} s", domain=domid, store=self._store
+            )
+        return _HeldRange(self._fd, domid)
 
     def close(self) -> None:
         os.close(self._fd)
@@ -70,3 +59,6 @@ class _HeldRange:
 
     def release(self) -> None:
         fcntl.fcntl(self._fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, self._domid, 1, 0))
+
+    # The lock is keyed by domid: nothing of an ended incarnation is left to remove.
+    discard = release

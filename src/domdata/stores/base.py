@@ -1,19 +1,31 @@
-"""The Store interface: where items (and the managed domain table) live.
+"""What a store is: the one interface every backend implements in full, and
+the capabilities only some have.
 
 A store knows nothing of the contract: it is handed valid userids, bytes
 within the size limit and incarnations the domain source vouched for, under
 the domain's lock. The contract layer (``domdata._context``) does the rest.
+
+To add a backend, implement :class:`Store` (items and the per-domain lock)
+and :class:`DomainTable` (the managed domains, kept beside the items), in
+one module under ``domdata/stores/``, and name its URL scheme in
+``stores/__init__.py``. The rest is optional and asked for by name:
+
+- :class:`OneStepTable`: the managed calls in one step (one statement, one
+  round trip) instead of lock, look up, act;
+- :class:`ClusterStore`: hosts, and moving a domain's data between them;
+- :class:`SharedDirectory`: a directory other programs (libxl) write too,
+  with their debris to sweep and their domains to protect from ``reap``.
 """
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence, Set
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
-from .._errors import NotManaged
-from .._types import Domain, Incarnation, Item
+from .._types import Domain, Incarnation, Item, XenView
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,65 +34,21 @@ class StoreOptions:
 
     #: fsync / synchronous commit before ``put`` returns.
     durable: bool = True
-    #: The store's own domain table is the authority on which domains exist:
-    #: writes check it inside their transaction.
-    managed: bool = False
     #: Cluster stores: the host this context's domids belong to.
     host: str | None = None
+    #: How long the store's own waits last (a directory lock, a busy database).
+    lock_timeout: float = 60.0
 
 
 class HeldLock(Protocol):
-    """A per-domain lock that is held until ``release``."""
+    """A per-domain lock, held until ``release`` or ``discard``."""
 
-    def release(self) -> None: ...
+    def release(self) -> None:
+        """Let the next caller have the lock."""
 
-
-class DomainTable(ABC):
-    """The managed domains' table, kept in the store beside the items."""
-
-    @abstractmethod
-    def add(self, domid: int | None, uuid: str, name: str | None) -> Domain:
-        """Insert a domain; ``domid=None`` takes the lowest free domid >= 1.
-
-        Raises DomainExists when the domid or the name is taken.
-        """
-
-    @abstractmethod
-    def remove(self, incarnation: Incarnation) -> int:
-        """Delete the domain and all its items in one transaction; how many items went."""
-
-    @abstractmethod
-    def get(self, domid: int) -> Domain | None:
-        """The live domain with this domid, or None."""
-
-    @abstractmethod
-    def with_uuid(self, uuid: str) -> Sequence[Domain]:
-        """Every live domain with this uuid (two during a localhost migration)."""
-
-    @abstractmethod
-    def with_name(self, name: str) -> Domain | None:
-        """The live domain with this name, or None."""
-
-    @abstractmethod
-    def all(self) -> Sequence[Domain]:
-        """Every live domain, by domid."""
-
-
-class ManagedOps(ABC):
-    """Optional fast path for the managed source: take the domain's lock, check
-    the domain in the store's own table and act, in as few round trips as the
-    store can (one, for a database server). Each raises DomainNotFound when
-    the domid names no managed domain. Used only when the context does not
-    already hold the domain's lock."""
-
-    @abstractmethod
-    def get(self, domid: int, userid: str, timeout: float) -> bytes | None: ...
-
-    @abstractmethod
-    def put(self, domid: int, userid: str, data: bytes, timeout: float) -> None: ...
-
-    @abstractmethod
-    def delete(self, domid: int, userid: str, timeout: float) -> bool: ...
+    def discard(self) -> None:
+        """Release a lock whose incarnation has ended: a store whose lock is
+        a file of that incarnation (libxl) removes the file."""
 
 
 class Store(ABC):
@@ -88,15 +56,16 @@ class Store(ABC):
 
     #: The URL the store was opened with, safe to print (no password).
     url: str
-    #: True when the lock is keyed by (domid, uuid) rather than by domid alone,
-    #: so the contract layer must look the incarnation up before locking.
-    lock_needs_uuid: bool = False
+    #: The lock belongs to an incarnation, not to a domid (libxl's lock file
+    #: names the uuid): the contract looks the incarnation up before locking.
+    lock_names_incarnation: bool = False
 
     @abstractmethod
     def lock(self, domid: int, uuid: str | None, timeout: float) -> HeldLock:
         """Take the domain's lock, shared with every process using this store.
 
-        Waits at most *timeout* seconds, then raises LockTimeout.
+        *uuid* is given when ``lock_names_incarnation``. Waits at most
+        *timeout* seconds, then raises LockTimeout.
         """
 
     @abstractmethod
@@ -117,43 +86,109 @@ class Store(ABC):
 
     @abstractmethod
     def drop(self, incarnations: Collection[Incarnation]) -> int:
-        """Delete every item of these incarnations at once; how many went."""
+        """Delete every item of these incarnations (called under their locks); how many went."""
 
     @abstractmethod
-    def incarnations(self) -> set[Incarnation]:
-        """Every incarnation that has at least one item."""
-
-    def dead(self, live: Callable[[], set[Incarnation]]) -> list[Incarnation]:
-        """The incarnations with items that *live* does not list, sorted. *live*
-        is called after the store is read: an incarnation that had ended by
-        then cannot come back, so none of these is alive."""
-        stored = self.incarnations()
-        return sorted(stored - live())
+    def incarnations(self) -> Set[tuple[int, str]]:
+        """Every incarnation that has at least one item, as ``(domid, uuid)`` pairs."""
 
     @abstractmethod
     def domain_table(self) -> DomainTable:
-        """The managed domain table kept in this store."""
-
-    def managed_ops(self) -> ManagedOps | None:
-        """The fused calls for the managed source, if this store has them."""
-        return None
-
-    def items_everywhere(self) -> Sequence[Item]:
-        """Every item of every host (cluster stores); others: ``items(None)``."""
-        return self.items(None)
-
-    def migrate(self, incarnation: Incarnation, host: str | None, domid: int) -> int:
-        """Move an incarnation's items (and managed domain) to (host, domid) in one
-        transaction; how many items moved. Stores without hosts refuse."""
-        raise NotManaged(f"{type(self).__name__} has no hosts to migrate between", store=self.url)
-
-    def leftovers(self, dry_run: bool) -> list[str]:
-        """Remove (or only list) debris a crash can leave: temp files, stale locks."""
-        return []
-
-    def check_reap(self, source: str) -> None:
-        """Raise ReapRefused if reaping with the domain source *source* is unsafe."""
+        """The managed domains' table, kept in this store."""
 
     @abstractmethod
     def close(self) -> None:
         """Release the store's connections and files."""
+
+
+class DomainTable(ABC):
+    """The managed-domain face of a store: the domains that the ``managed``
+    source creates and destroys, kept beside their items."""
+
+    @abstractmethod
+    def add(self, domid: int | None, uuid: str, name: str | None) -> Domain:
+        """Insert a domain; ``domid=None`` takes the lowest free domid >= 1.
+
+        Raises DomainExists when the domid or the name is taken.
+        """
+
+    @abstractmethod
+    def remove(self, incarnation: Incarnation) -> int:
+        """Delete the domain and all its items (under its lock); how many items went."""
+
+    @abstractmethod
+    def get(self, domid: int) -> Domain | None:
+        """The live domain with this domid, or None."""
+
+    @abstractmethod
+    def with_uuid(self, uuid: str) -> Sequence[Domain]:
+        """Every live domain with this uuid (two during a localhost migration)."""
+
+    @abstractmethod
+    def with_name(self, name: str) -> Domain | None:
+        """The live domain with this name, or None."""
+
+    @abstractmethod
+    def all(self) -> Sequence[Domain]:
+        """Every live domain, by domid."""
+
+
+class _NoDomain(enum.Enum):
+    NO_DOMAIN = "no domain"
+
+
+#: What a one-step call returns when the domid names no managed domain.
+NO_DOMAIN: Literal[_NoDomain.NO_DOMAIN] = _NoDomain.NO_DOMAIN
+NoDomain = Literal[_NoDomain.NO_DOMAIN]
+
+
+class OneStepTable(DomainTable):
+    """A managed-domain face that acts on an item in one step: it takes the
+    domain's lock, finds the domain in its own table and acts, in one
+    statement or one round trip, so the domain check comes after the lock as
+    the contract wants. Each call returns NO_DOMAIN when the domid names no
+    managed domain (the contract layer raises DomainNotFound)."""
+
+    @abstractmethod
+    def get_item(self, domid: int, userid: str, timeout: float) -> bytes | NoDomain | None:
+        """The item's bytes, or None when the domain has no such item."""
+
+    @abstractmethod
+    def put_item(self, domid: int, userid: str, data: bytes, timeout: float) -> NoDomain | None:
+        """Replace the item."""
+
+    @abstractmethod
+    def delete_item(self, domid: int, userid: str, timeout: float) -> bool | NoDomain:
+        """Delete the item; whether there was one."""
+
+
+class ClusterStore(Store):
+    """A store shared by several hosts: each host's domids are its own."""
+
+    #: The host this store's calls act for.
+    host: str
+
+    @abstractmethod
+    def items_everywhere(self) -> Sequence[Item]:
+        """Every item of every host, by host."""
+
+    @abstractmethod
+    def migrate(self, incarnation: Incarnation, host: str, domid: int) -> int:
+        """Move an incarnation's items (and managed domain) to (host, domid) in one
+        transaction; how many items moved. ItemsClash if the destination has
+        items of the same userids, DomainExists if it runs another domain."""
+
+
+class SharedDirectory(Store):
+    """A directory that other programs (libxl, xl) write too."""
+
+    @abstractmethod
+    def sweep(self, dry_run: bool) -> list[str]:
+        """Remove (or, with *dry_run*, only list) the debris a crash leaves:
+        temporary files, lock files of incarnations that have nothing left."""
+
+    @abstractmethod
+    def check_reap(self, xen_view: XenView) -> None:
+        """Raise ReapRefused unless a source with this view of Xen's domains
+        can say which of the directory's domains are dead."""
+

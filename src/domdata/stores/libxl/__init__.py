@@ -16,25 +16,17 @@ a symbolic link. Lock files are kept while their domain lives (see ``lock``).
 
 The package, one concern a module:
 
-    _names.py    file names, parsing them, the URL (no I/O)
-    _lock.py     the domain's lock (flock + inode re-check) and the kept lock files
-    _domains.py  the managed domain table and the managed fast path
-    _store.py    LibxlStore: the directory, its plumbing and the item operations
+    _names.py      file names, parsing them, the URL (no I/O)
+    _directory.py  the directory: every file operation, the directory lock
+    _lock.py       the domain's lock (flock + inode re-check) and the kept lock files
+    _domains.py    the managed domain table (record files and index links)
+    _store.py      LibxlStore: the item operations, the sweep and the reap rule
 """
 
 from __future__ import annotations
 
 from ._lock import KEPT_LOCKS
-from ._names import (
-    INDEX_PREFIX,
-    LIBXL_JSON,
-    LOCK_USERID,
-    RECORD_SUFFIX,
-    dir_of,
-    is_xen_authority,
-    item_name,
-    record_name,
-)
+from ._names import INDEX_PREFIX, LIBXL_JSON, LOCK_USERID, RECORD_SUFFIX, dir_of, item_name, record_name
 from ._store import LibxlStore
 
 __all__ = [
@@ -45,7 +37,6 @@ __all__ = [
     "RECORD_SUFFIX",
     "LibxlStore",
     "dir_of",
-    "is_xen_authority",
     "item_name",
     "record_name",
 ]

@@ -12,12 +12,12 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from ..._errors import StoreUnavailable
+from ..._errors import InvalidURL
 from ..._types import Incarnation
 
 LOCK_USERID = "domain-userdata-lock"
 RECORD_SUFFIX = "domdata-domain"
-_RECORD = f".{RECORD_SUFFIX}"
+RECORD = f".{RECORD_SUFFIX}"
 #: ``domdata-domid.<domid>``: a symbolic link naming that domid's record (read, never followed).
 INDEX_PREFIX = "domdata-domid."
 #: The userid libxl writes for every domain it creates (libxl_domain_config as JSON).
@@ -31,15 +31,15 @@ _NAME = re.compile(
     re.DOTALL,
 )
 _MAX_DOMID = 2**32 - 1
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def dir_of(url: str) -> str:
     """``libxl:///var/lib/xen`` -> ``/var/lib/xen``; ``libxl:rel/dir`` -> ``rel/dir``."""
     parts = urlsplit(url)
     if parts.netloc or not parts.path:
-        raise StoreUnavailable("a libxl URL is libxl:///absolute/dir (libxl:///var/lib/xen)", store=url)
+        raise InvalidURL("a libxl URL is libxl:///absolute/dir (libxl:///var/lib/xen)", store=url)
     return unquote(parts.path)
 
 
@@ -53,7 +53,7 @@ def record_name(incarnation: Incarnation) -> str:
     return item_name("m", incarnation, RECORD_SUFFIX)
 
 
-class _Entry(NamedTuple):
+class Entry(NamedTuple):
     """One parsed file name of the directory."""
 
     name: str
@@ -62,33 +62,27 @@ class _Entry(NamedTuple):
     rest: str
 
 
-def _key(name: str) -> str:
+def key_of(name: str) -> str:
     """``<domid>.<uuid>`` of a userdata file name, cut out without validating it:
     a cheap first sieve over a large directory; ``_parse`` checks what it keeps."""
     return name[11 : name.find(".", 11) + 37]
 
 
-def _of_kind(kind: str, names: Iterable[str]) -> Iterator[str]:
+def of_kind(kind: str, names: Iterable[str]) -> Iterator[str]:
     prefix = f"userdata-{kind}."
     return (name for name in names if name.startswith(prefix))
 
 
-def _is_temp(name: str) -> bool:
+def is_temp(name: str) -> bool:
     kind = name[9:10]
-    return kind == "n" or (kind == "m" and not name.endswith(_RECORD))
+    return kind == "n" or (kind == "m" and not name.endswith(RECORD))
 
 
-def _parse(names: Iterable[str]) -> list[_Entry]:
+def parse(names: Iterable[str]) -> list[Entry]:
     entries = []
     for name in names:
         match = _NAME.fullmatch(name)
         if match is not None and int(match[2]) <= _MAX_DOMID:
-            entries.append(_Entry(name, match[1], Incarnation(int(match[2]), match[3]), match[4]))
+            entries.append(Entry(name, match[1], Incarnation(int(match[2]), match[3]), match[4]))
     return entries
 
-
-def is_xen_authority(source: str) -> bool:
-    """Whether the domain source *source* is this host's Xen, through libvirt."""
-    kind, _, uri = source.partition(":")
-    parts = urlsplit(uri)
-    return kind == "libvirt" and parts.scheme in ("xen", "xen+unix") and parts.netloc in ("", "localhost")

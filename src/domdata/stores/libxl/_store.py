@@ -1,89 +1,46 @@
-"""``LibxlStore``: the directory, its plumbing, and the item operations.
-
-The lock methods come from ``_Locks`` (``_lock.py``), the managed domain
-table and fast path from ``_domains.py``.
-"""
+"""``LibxlStore``: libxl's item files, its lock and the managed domains, in one directory."""
 
 from __future__ import annotations
 
 import errno
 import os
 import stat
-from collections import OrderedDict
 from collections.abc import Collection, Sequence
-from typing import NoReturn
 
-from ..._errors import CorruptItem, InvalidUserid, LockTimeout, ReapRefused, StoreUnavailable
-from ..._types import Incarnation, Item
-from ..base import DomainTable, ManagedOps, Store, StoreOptions
-from ._domains import _LibxlDomains, _ManagedOps
-from ._lock import _LockFile, _Locks
+from ..._errors import CorruptItem, InvalidUserid, LockTimeout, ReapRefused
+from ..._types import Incarnation, Item, XenView
+from ..base import DomainTable, HeldLock, SharedDirectory, StoreOptions
+from ._directory import Directory
+from ._domains import LibxlDomains
+from ._lock import LockFiles
 from ._names import (
-    _CREATE,
-    _READ,
-    _RECORD,
     LIBVIRT_XML,
     LIBXL_JSON,
     LOCK_USERID,
+    READ,
+    RECORD,
     RECORD_SUFFIX,
-    _Entry,
-    _is_temp,
-    _key,
-    _of_kind,
-    _parse,
-    dir_of,
-    is_xen_authority,
+    Entry,
+    is_temp,
     item_name,
+    key_of,
+    of_kind,
+    parse,
 )
 
 
-class LibxlStore(_Locks, Store):
+class LibxlStore(SharedDirectory):
     """Items, locks and managed domains as libxl's files in one directory."""
 
-    lock_needs_uuid = True
+    lock_names_incarnation = True
 
     def __init__(self, url: str, options: StoreOptions) -> None:
         self.url = url
-        self.path = dir_of(url)
-        self._durable = options.durable
-        try:
-            os.makedirs(self.path, mode=0o700, exist_ok=True)
-            self._dir = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise StoreUnavailable(
-                f"cannot open the directory {self.path}: {exc.strerror}", store=url
-            ) from exc
-        self._kept: OrderedDict[Incarnation, _LockFile] = OrderedDict()
-        self._held: dict[Incarnation, _LockFile] = {}
-        self._domains = _LibxlDomains(self)
-
-    # -- plumbing ----------------------------------------------------------
-
-    def _fail(
-        self, what: str, exc: OSError, incarnation: object = None, userid: str | None = None
-    ) -> NoReturn:
-        if exc.errno == errno.ELOOP:
-            what += " (a symbolic link: domdata never follows links in the store; remove it)"
-        raise StoreUnavailable(
-            f"{what}: {exc.strerror}", store=self.url, domain=incarnation, userid=userid
-        ) from exc
-
-    def _listdir(self) -> list[str]:
-        try:
-            return os.listdir(self._dir)
-        except OSError as exc:
-            self._fail(f"cannot read the directory {self.path}", exc)
-
-    def _unlink(self, name: str) -> bool:
-        try:
-            os.unlink(name, dir_fd=self._dir)
-        except FileNotFoundError:
-            return False
-        return True
-
-    def _sync_dir(self) -> None:
-        if self._durable:
-            os.fsync(self._dir)
+        self._dir = Directory(url, options.durable)
+        self.path = self._dir.path
+        self._locks = LockFiles(self._dir)
+        self._lock_timeout = options.lock_timeout
+        self._domains = LibxlDomains(self._dir, self.drop, options.lock_timeout)
 
     def _name(self, kind: str, incarnation: Incarnation, userid: str) -> str:
         # The contract layer validated the userid; a '/' here would leave the directory.
@@ -91,14 +48,15 @@ class LibxlStore(_Locks, Store):
             raise InvalidUserid("a userid must not contain '/' or NUL", store=self.url, userid=userid)
         return item_name(kind, incarnation, userid)
 
-    # -- the lock: ``lock`` and its helpers are _Locks' (_lock.py) ----------
-
-    # -- items -------------------------------------------------------------
+    def lock(self, domid: int, uuid: str | None, timeout: float) -> HeldLock:
+        if uuid is None:
+            raise TypeError("the libxl store's lock is keyed by (domid, uuid)")
+        return self._locks.lock(Incarnation(domid, uuid), timeout)
 
     def get(self, incarnation: Incarnation, userid: str) -> bytes | None:
         name = self._name("d", incarnation, userid)
         try:
-            fd = os.open(name, _READ, dir_fd=self._dir)
+            fd = os.open(name, READ, dir_fd=self._dir.fd)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -109,7 +67,7 @@ class LibxlStore(_Locks, Store):
                     domain=incarnation,
                     userid=userid,
                 ) from exc
-            self._fail(f"cannot open {name}", exc, incarnation, userid)
+            self._dir.fail(f"cannot open {name}", exc, incarnation, userid)
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
@@ -123,78 +81,36 @@ class LibxlStore(_Locks, Store):
                     break
                 data += more
         except OSError as exc:
-            self._fail(f"cannot read {name}", exc, incarnation, userid)
+            self._dir.fail(f"cannot read {name}", exc, incarnation, userid)
         finally:
             os.close(fd)
-        if not data:
-            raise CorruptItem(
-                f"{name} is empty: a torn write (libxl refuses it too)",
-                store=self.url,
-                domain=incarnation,
-                userid=userid,
-            )
         return data
 
     def put(self, incarnation: Incarnation, userid: str, data: bytes) -> None:
         temp = self._name("n", incarnation, userid)
-        self._write(temp, item_name("d", incarnation, userid), data, incarnation, userid)
-
-    def _write(
-        self, temp: str, final: str, data: bytes, incarnation: Incarnation, userid: str | None
-    ) -> None:
-        """Write *data* to a fresh *temp* (0600), fsync, rename over *final*, fsync the directory."""
-        directory = self._dir
-        try:
-            try:
-                fd = os.open(temp, _CREATE, 0o600, dir_fd=directory)
-            except FileExistsError:
-                # Debris of a killed writer, or a planted link: unlink never follows.
-                os.unlink(temp, dir_fd=directory)
-                fd = os.open(temp, _CREATE, 0o600, dir_fd=directory)
-        except OSError as exc:
-            self._fail(f"cannot create {temp}", exc, incarnation, userid)
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if self._durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(temp, final, src_dir_fd=directory, dst_dir_fd=directory)
-        except OSError as exc:
-            self._unlink(temp)
-            self._fail(f"cannot write {final}, the old one is intact", exc, incarnation, userid)
-        try:
-            self._sync_dir()
-        except OSError as exc:
-            self._fail(
-                f"{final} was replaced but the directory could not be synced", exc, incarnation, userid
-            )
+        self._dir.write(temp, item_name("d", incarnation, userid), data, incarnation, userid)
 
     def delete(self, incarnation: Incarnation, userid: str) -> bool:
         name = self._name("d", incarnation, userid)
         try:
-            if not self._unlink(name):
+            if not self._dir.unlink(name):
                 return False
-            self._sync_dir()
+            self._dir.sync()
         except OSError as exc:
-            self._fail(f"cannot unlink {name}", exc, incarnation, userid)
+            self._dir.fail(f"cannot unlink {name}", exc, incarnation, userid)
         return True
 
     def items(self, incarnation: Incarnation | None) -> Sequence[Item]:
         if incarnation is None:
-            entries = _parse(_of_kind("d", self._listdir()))
+            entries = parse(of_kind("d", self._dir.listdir()))
         else:
             prefix = item_name("d", incarnation, "")
-            entries = [
-                _Entry(n, "d", incarnation, n[len(prefix) :]) for n in self._listdir() if n.startswith(prefix)
-            ]
+            names = self._dir.listdir()
+            entries = [Entry(n, "d", incarnation, n[len(prefix) :]) for n in names if n.startswith(prefix)]
         items = []
         for entry in entries:
             try:
-                info = os.stat(entry.name, dir_fd=self._dir, follow_symlinks=False)
+                info = os.stat(entry.name, dir_fd=self._dir.fd, follow_symlinks=False)
             except FileNotFoundError:
                 continue
             if stat.S_ISREG(info.st_mode):
@@ -209,42 +125,42 @@ class LibxlStore(_Locks, Store):
         if not doomed:
             return 0
         keys = {f"{domid}.{uuid}" for domid, uuid in doomed}
-        # _key() inlined: this sieve runs over the whole directory once per batch.
-        names = [n for n in self._listdir() if n[11 : n.find(".", 11) + 37] in keys]
-        entries = [e for e in _parse(names) if e.incarnation in doomed]
+        # key_of() inlined: this sieve runs over the whole directory once per batch.
+        names = [n for n in self._dir.listdir() if n[11 : n.find(".", 11) + 37] in keys]
+        entries = [e for e in parse(names) if e.incarnation in doomed]
         removed = 0
         try:
             for entry in entries:
-                if entry.kind != "l" and self._unlink(entry.name) and entry.kind == "d":
+                if entry.kind != "l" and self._dir.unlink(entry.name) and entry.kind == "d":
                     removed += 1
             for entry in entries:
                 if entry.kind == "l":
-                    self._unlink_lock(entry)
-            self._sync_dir()
+                    self._locks.unlink_lock(entry)
+            self._dir.sync()
         except OSError as exc:
-            self._fail("cannot remove a dead domain's files", exc)
+            self._dir.fail("cannot remove a dead domain's files", exc)
         return removed
 
     def incarnations(self) -> set[Incarnation]:
-        return {e.incarnation for e in _parse(_of_kind("d", self._listdir()))}
+        return {e.incarnation for e in parse(of_kind("d", self._dir.listdir()))}
 
-    def leftovers(self, dry_run: bool) -> list[str]:
+    def sweep(self, dry_run: bool) -> list[str]:
         """Temp files no writer holds, and lock files of incarnations with no other file.
 
         Each incarnation is cleaned under its own lock, taken without waiting
         (every writer holds it while its temp exists); busy ones wait for the
         next reap. Lock files go the libxl way: unlinked while held, then closed.
         """
-        names = self._listdir()
+        names = self._dir.listdir()
         groups: dict[str, list[str]] = {}
         for name in names:
             if name.startswith("userdata-"):
-                groups.setdefault(_key(name), []).append(name)
-        removed = self._domains.leftovers(names, dry_run)
+                groups.setdefault(key_of(name), []).append(name)
+        removed = self._domains.sweep(names, dry_run)
         for group in groups.values():
-            if not any(map(_is_temp, group)) and any(n[9:10] == "d" or n.endswith(_RECORD) for n in group):
+            if not any(map(is_temp, group)) and any(n[9:10] == "d" or n.endswith(RECORD) for n in group):
                 continue  # the common case, sieved without parsing
-            mine = _parse(group)
+            mine = parse(group)
             if not mine:
                 continue
             incarnation = mine[0].incarnation
@@ -255,34 +171,33 @@ class LibxlStore(_Locks, Store):
                 continue
             if dry_run:
                 removed += [e.name for e in temps + locks]
-            elif incarnation not in self._held:
+            elif self._locks.held(incarnation) is None:
                 removed += self._clean(incarnation, temps, locks, kept)
         return sorted(os.path.join(self.path, name) for name in removed)
 
     def _clean(
-        self, incarnation: Incarnation, temps: list[_Entry], locks: list[_Entry], kept: bool
+        self, incarnation: Incarnation, temps: list[Entry], locks: list[Entry], kept: bool
     ) -> list[str]:
         try:
-            held = self.lock(incarnation.domid, incarnation.uuid, 0)
+            held = self._locks.lock(incarnation, 0)
         except LockTimeout:
             return []
-        assert isinstance(held, _LockFile)
         try:
-            with self._domains.locked():
-                removed = [e.name for e in temps if self._unlink(e.name)]
-            removed += [e.name for e in locks if self._unlink_lock(e)]
+            with self._dir.locked(self._lock_timeout):
+                removed = [e.name for e in temps if self._dir.unlink(e.name)]
+            removed += [e.name for e in locks if self._locks.unlink_lock(e)]
             if not kept and not held.doomed:
                 # Taking the lock created its file: nothing is left to guard.
-                self._unlink(item_name("l", incarnation, LOCK_USERID))
+                self._dir.unlink(item_name("l", incarnation, LOCK_USERID))
                 held.doomed = True
-            self._sync_dir()
+            self._dir.sync()
         except OSError as exc:
-            self._fail("cannot remove leftover files", exc, incarnation)
+            self._dir.fail("cannot remove leftover files", exc, incarnation)
         finally:
             held.release()
         return removed
 
-    def check_reap(self, source: str) -> None:
+    def check_reap(self, xen_view: XenView) -> None:
         """Refuse to reap a directory shared with libxl unless the source can vouch
         for every domain libxl created there.
 
@@ -292,41 +207,32 @@ class LibxlStore(_Locks, Store):
         a domain started with ``xl create`` would look dead to it.
         """
         made_by_libxl, made_by_libvirt = set(), set()
-        for entry in _parse(_of_kind("d", self._listdir())):
+        for entry in parse(of_kind("d", self._dir.listdir())):
             if entry.rest == LIBXL_JSON:
                 made_by_libxl.add(entry.incarnation)
             elif entry.rest == LIBVIRT_XML:
                 made_by_libvirt.add(entry.incarnation)
         if not made_by_libxl:
             return
-        if not is_xen_authority(source):
+        if xen_view is XenView.NONE:
             raise ReapRefused(
                 f"{self.path} holds domains libxl created (e.g. domain {min(made_by_libxl)}); only Xen knows "
-                f"which are dead: reap with the domain source libvirt:xen:///system, not {source} "
+                "which are dead: reap with the domain source xen or libvirt:xen:///system "
                 "(or force it: --force)",
                 store=self.url,
             )
         unseen = made_by_libxl - made_by_libvirt
-        if unseen:
+        if xen_view is XenView.LIBVIRT and unseen:
             raise ReapRefused(
                 f"{self.path} holds domains created outside libvirt (e.g. domain {min(unseen)}, no "
-                f"{LIBVIRT_XML} item: xl create?); {source} cannot see them, so it cannot say they "
-                "died (--force reaps them as dead)",
+                f"{LIBVIRT_XML} item: xl create?); libvirt cannot see them, so it cannot say they "
+                "died: reap with the domain source xen (--force reaps them as dead)",
                 store=self.url,
             )
 
     def domain_table(self) -> DomainTable:
         return self._domains
 
-    def managed_ops(self) -> ManagedOps:
-        return _ManagedOps(self)
-
     def close(self) -> None:
-        for lock in list(self._held.values()):
-            os.close(lock.fd)
-        self._held.clear()
-        while self._kept:
-            os.close(self._kept.popitem()[1].fd)
-        if self._dir >= 0:
-            os.close(self._dir)
-            self._dir = -1
+        self._locks.close()
+        self._dir.close()

@@ -1,4 +1,4 @@
-"""The cluster-wide managed domain table, the fused managed calls and migration.
+"""The cluster-wide managed domain table with its one-step calls, and migration.
 
 Each host sees only its own rows: the table is one per host, kept in one
 database so that a migration moves a domain between hosts in one transaction.
@@ -7,17 +7,15 @@ database so that a migration moves a domain between hosts in one transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, LiteralString, NoReturn
+from typing import Any, LiteralString
 
 import psycopg
 
-from ..._errors import DomainExists, DomainNotFound
+from ..._errors import DomainExists, ItemsClash
 from ..._types import Domain, Incarnation
-from ..base import DomainTable, ManagedOps
+from ..base import NO_DOMAIN, NoDomain, OneStepTable
 from ._schema import milliseconds
-
-if TYPE_CHECKING:
-    from . import PostgreSQLStore
+from ._session import Session
 
 #: How long a migration waits for the destination domain's lock.
 MIGRATE_LOCK_TIMEOUT = 60.0
@@ -43,16 +41,18 @@ _REMOVE = """
     SELECT count(*) FROM items"""
 
 
-class PostgreSQLDomains(DomainTable):
-    """The managed domains of the store's host."""
+class PostgreSQLDomains(OneStepTable):
+    """The managed domains of the store's host. The one-step calls lock, check
+    the domain and act in one round trip: one call of a server-side function
+    (see _schema, migration 2)."""
 
-    def __init__(self, store: PostgreSQLStore) -> None:
-        self._store = store
-        self._host = store.host
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._host = session.host
 
     def add(self, domid: int | None, uuid: str, name: str | None) -> Domain:
-        store, host = self._store, self._host
-        with store._connection_for(() if domid is None else (domid,), domid) as conn, conn.transaction():
+        session, host = self._session, self._host
+        with session.connection_for(() if domid is None else (domid,), domid) as conn, conn.transaction():
             conn.execute(_HOST_LOCK, (host,))
             if domid is None:
                 row = conn.execute(_FREE_DOMID, {"host": host}).fetchone()
@@ -62,7 +62,7 @@ class PostgreSQLDomains(DomainTable):
                 "SELECT 1 FROM domains WHERE host = %s AND domid = %s", (host, domid)
             ).fetchone():
                 raise DomainExists(
-                    f"a domain with this domid exists on host {host}", store=store.url, domain=domid
+                    f"a domain with this domid exists on host {host}", store=session.url, domain=domid
                 )
             if (
                 name is not None
@@ -71,7 +71,7 @@ class PostgreSQLDomains(DomainTable):
                 ).fetchone()
             ):
                 raise DomainExists(
-                    f"a domain named {name!r} exists on host {host}", store=store.url, domain=domid
+                    f"a domain named {name!r} exists on host {host}", store=session.url, domain=domid
                 )
             conn.execute(
                 "INSERT INTO domains (host, domid, uuid, name) VALUES (%s, %s, %s, %s)",
@@ -80,7 +80,7 @@ class PostgreSQLDomains(DomainTable):
         return Domain(domid, uuid, name)
 
     def remove(self, incarnation: Incarnation) -> int:
-        with self._store._connection_for((incarnation.domid,), incarnation) as conn:
+        with self._session.connection_for((incarnation.domid,), incarnation) as conn:
             row = conn.execute(
                 _REMOVE, {"host": self._host, "domid": incarnation.domid, "uuid": incarnation.uuid}
             ).fetchone()
@@ -102,67 +102,53 @@ class PostgreSQLDomains(DomainTable):
         return self._query(_DOMAIN + " ORDER BY domid", (self._host,))
 
     def _query(self, query: str, params: tuple[object, ...]) -> list[Domain]:
-        with self._store._connection_for(()) as conn:
+        with self._session.connection_for(()) as conn:
             return [Domain(*row) for row in conn.execute(query, params)]
 
-
-class FusedOps(ManagedOps):
-    """Lock, check the domain and act in one round trip: one call of a
-    server-side function (see _schema, migration 2)."""
-
-    def __init__(self, store: PostgreSQLStore) -> None:
-        self._store = store
-        self._host = store.host
-
-    def get(self, domid: int, userid: str, timeout: float) -> bytes | None:
+    def get_item(self, domid: int, userid: str, timeout: float) -> bytes | NoDomain | None:
         params = (self._host, domid, userid, milliseconds(timeout))
-        data: bytes | None = self._call("SELECT domdata_get(%s, %s, %s, %s)", params, domid, userid, timeout)
+        data: bytes | NoDomain | None = self._call(
+            "SELECT domdata_get(%s, %s, %s, %s)", params, domid, userid, timeout
+        )
         return data
 
-    def put(self, domid: int, userid: str, data: bytes, timeout: float) -> None:
+    def put_item(self, domid: int, userid: str, data: bytes, timeout: float) -> NoDomain | None:
         params = (self._host, domid, userid, data, milliseconds(timeout))
-        if not self._call("SELECT domdata_put(%s, %s, %s, %s, %s)", params, domid, userid, timeout):
-            self._not_found(domid, userid)
+        found = self._call("SELECT domdata_put(%s, %s, %s, %s, %s)", params, domid, userid, timeout)
+        return None if found else NO_DOMAIN
 
-    def delete(self, domid: int, userid: str, timeout: float) -> bool:
+    def delete_item(self, domid: int, userid: str, timeout: float) -> bool | NoDomain:
         params = (self._host, domid, userid, milliseconds(timeout))
         deleted: int = self._call("SELECT domdata_delete(%s, %s, %s, %s)", params, domid, userid, timeout)
-        if deleted < 0:
-            self._not_found(domid, userid)
-        return deleted > 0
+        return NO_DOMAIN if deleted < 0 else deleted > 0
 
     def _call(
         self, query: LiteralString, params: tuple[object, ...], domid: int, userid: str, timeout: float
     ) -> Any:
-        store = self._store
+        session = self._session
         try:
-            conn = store._borrow()
+            conn = session.borrow()
             try:
                 row = conn.execute(query, params, binary=True).fetchone()
             finally:
-                store._give_back(conn)
+                session.give_back(conn)
         except psycopg.errors.NoDataFound:
-            self._not_found(domid, userid)
+            return NO_DOMAIN
         except psycopg.Error as exc:
-            store._fail(exc, domid, userid, timeout)
+            session.fail(exc, domid, userid, timeout)
         assert row is not None
         return row[0]
 
-    def _not_found(self, domid: int, userid: str) -> NoReturn:
-        raise DomainNotFound(
-            "no live domain (source managed)", store=self._store.url, domain=domid, userid=userid
-        ) from None
 
-
-def migrate(store: PostgreSQLStore, incarnation: Incarnation, host: str, domid: int) -> int:
+def migrate(session: Session, incarnation: Incarnation, host: str, domid: int) -> int:
     """Move the incarnation's items, and its managed domain unless the
     destination already runs it (the receiving half of a live migration)."""
-    source = (store.host, incarnation.domid, incarnation.uuid)
+    source = (session.host, incarnation.domid, incarnation.uuid)
     if (host, domid) == source[:2]:
         return 0
     timeout = MIGRATE_LOCK_TIMEOUT
     with (
-        store._connection_for((incarnation.domid,), incarnation, timeout=timeout) as conn,
+        session.connection_for((incarnation.domid,), incarnation, timeout=timeout) as conn,
         conn.transaction(),
     ):
         conn.execute("SELECT set_config('lock_timeout', %s, true)", (str(milliseconds(timeout)),))
@@ -172,7 +158,7 @@ def migrate(store: PostgreSQLStore, incarnation: Incarnation, host: str, domid: 
         ).fetchone()
         if there is not None and there[0] != incarnation.uuid:
             raise DomainExists(
-                f"host {host} runs another domain with domid {domid}", store=store.url, domain=incarnation
+                f"host {host} runs another domain with domid {domid}", store=session.url, domain=incarnation
             )
         clash = conn.execute(
             "SELECT userid FROM userdata WHERE host = %s AND domid = %s AND uuid = %s AND userid IN"
@@ -181,23 +167,22 @@ def migrate(store: PostgreSQLStore, incarnation: Incarnation, host: str, domid: 
         ).fetchall()
         if clash:
             names = ", ".join(repr(row[0]) for row in clash)
-            raise DomainExists(
+            raise ItemsClash(
                 f"domain {domid} on host {host} already has items {names}: nothing moved",
-                store=store.url,
+                store=session.url,
                 domain=incarnation,
             )
-        if store.managed and there is None:
+        if there is None:
+            # A managed domain's record moves with it; other sources keep none.
             try:
-                moved = conn.execute(
+                conn.execute(
                     "UPDATE domains SET host = %s, domid = %s WHERE host = %s AND domid = %s AND uuid = %s",
                     (host, domid, *source),
                 )
             except psycopg.errors.UniqueViolation as exc:
                 raise DomainExists(
-                    f"host {host} has a domain with this one's name", store=store.url, domain=incarnation
+                    f"host {host} has a domain with this one's name", store=session.url, domain=incarnation
                 ) from exc
-            if moved.rowcount == 0:
-                raise DomainNotFound("the domain is gone", store=store.url, domain=incarnation)
         cursor = conn.execute(
             "UPDATE userdata SET host = %s, domid = %s WHERE host = %s AND domid = %s AND uuid = %s",
             (host, domid, *source),

@@ -44,7 +44,9 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
     # round trip. They are VOLATILE plpgsql: each statement in them takes a new
     # snapshot, so what follows the lock sees every commit made before it.
     # They try the lock before waiting for it: plpgsql evaluates an IF
-    # condition without the executor, a PERFORM is a whole query.
+    # condition without the executor, a PERFORM is a whole query. That
+    # preamble is written out in each function on purpose: a call to a
+    # shared plpgsql function would cost each call another executor round.
     (
         """CREATE FUNCTION domdata_lock_key(p_host text, p_domid bigint) RETURNS bigint
             LANGUAGE sql IMMUTABLE PARALLEL SAFE

@@ -154,6 +154,28 @@ def test_libxl_waits_while_domdata_holds_the_lock(url: str, ctx: domdata.Context
     assert ctx.retrieve(dom.domid, "xl") == b"kept lock file"  # domdata's kept descriptor was stale
 
 
+def test_a_kept_lock_file_that_libxl_unlinked_is_not_trusted(
+    url: str, ctx: domdata.Context, dom: Domain
+) -> None:
+    # domdata keeps its lock file open between calls. libxl unlinks the file
+    # when it releases, and the next libxl locker creates a new one: domdata's
+    # kept descriptor now names a file nobody else locks. Only the inode
+    # re-check tells domdata that flocking it proves nothing.
+    ctx.store(dom.domid, "xl", b"before")
+    path = _lock_path(url, dom)
+    libxl_unlock(path, libxl_lock(path))
+    locker = _start_locker(path)
+    try:
+        assert _said(locker, 10) == "locked"
+        with pytest.raises(domdata.LockTimeout):
+            ctx.store(dom.domid, "xl", b"intruder")
+        _release(locker)
+    finally:
+        locker.kill()
+        locker.wait()
+    assert ctx.retrieve(dom.domid, "xl") == b"before"
+
+
 def test_destroy_unlinks_the_lock_before_closing_so_a_waiting_libxl_starts_over(
     url: str, ctx: domdata.Context, dom: Domain
 ) -> None:
