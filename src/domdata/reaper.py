@@ -4,8 +4,9 @@ With a ``libvirt:<uri>`` source the daemon listens to libvirt's lifecycle
 events and destroys the data of each incarnation that stops, crashes or is
 undefined as soon as the event arrives; it reaps at start-up, after every
 reconnection (domains that vanished while libvirt was away send no event)
-and every *interval* seconds. With any other source it only reaps
-periodically. libvirt is imported only when a libvirt source is watched.
+and every *interval* seconds. With ``xen`` it polls libxl's domain list
+(``domains/xen.py``). With any other source it only reaps periodically.
+libvirt is imported only when a libvirt source is watched.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def watch(
 
     Opens ``domdata.open(store, domains, **options)``; reaps at once and then
     every *interval* seconds; with a libvirt source, also on each lifecycle
-    event that ends an incarnation. Once it runs, failures of the store or
+    event that ends an incarnation, with ``xen`` on each death its polling
+    of libxl's domain list sees. Once it runs, failures of the store or
     of libvirt are logged and retried; opening fails as ``domdata.open``
     does, and ReapRefused (the store does not belong to this source) is
     raised. Logs one INFO line per collected incarnation on the
@@ -64,6 +66,10 @@ def watch(
     with _context.open(store, domains, **options) as ctx:
         if kind == "libvirt" and uri:
             _LibvirtWatcher(ctx, uri, interval, stop).run()
+        elif domains == "xen":
+            from .domains.xen import watch_deaths
+
+            watch_deaths(ctx, interval, stop, reap=_reap)
         else:
             _reap_periodically(ctx, interval, stop)
 

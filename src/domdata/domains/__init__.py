@@ -13,9 +13,13 @@ __all__ = ["DomainSource", "ManagedDomains", "open_source"]
 
 
 def open_source(spec: str, store: Store) -> DomainSource:
-    """``managed`` (the domain table in *store*) or ``libvirt:<uri>``."""
+    """``managed`` (the domain table in *store*), ``libvirt:<uri>`` or ``xen``."""
     if spec == "managed":
         return ManagedDomains(store.domain_table())
+    if spec == "xen":
+        from .xen import XenDomains  # loads libxenlight: only when asked for
+
+        return XenDomains()
     kind, sep, rest = spec.partition(":")
     if kind == "libvirt" and sep and rest:
         try:
@@ -26,4 +30,4 @@ def open_source(spec: str, store: Store) -> DomainSource:
             ) from exc
         source: DomainSource = module.LibvirtDomains(rest)
         return source
-    raise SourceUnavailable(f"unknown domain source {spec!r} (managed, libvirt:<uri>)")
+    raise SourceUnavailable(f"unknown domain source {spec!r} (managed, libvirt:<uri>, xen)")

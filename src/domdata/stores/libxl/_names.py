@@ -88,7 +88,9 @@ def _parse(names: Iterable[str]) -> list[_Entry]:
 
 
 def is_xen_authority(source: str) -> bool:
-    """Whether the domain source *source* is this host's Xen, through libvirt."""
+    """Whether the domain source *source* is this host's Xen: ``xen`` (libxl) or through libvirt."""
+    if source == "xen":
+        return True
     kind, _, uri = source.partition(":")
     parts = urlsplit(uri)
     return kind == "libvirt" and parts.scheme in ("xen", "xen+unix") and parts.netloc in ("", "localhost")

@@ -302,11 +302,12 @@ class LibxlStore(_Locks, Store):
         if not is_xen_authority(source):
             raise ReapRefused(
                 f"{self.path} holds domains libxl created (e.g. domain {min(made_by_libxl)}); only Xen knows "
-                f"which are dead: reap with the domain source libvirt:xen:///system, not {source} "
+                f"which are dead: reap with the domain source xen or libvirt:xen:///system, not {source} "
                 "(or force it: --force)",
                 store=self.url,
             )
-        unseen = made_by_libxl - made_by_libvirt
+        # Xen itself (the xen source) sees every domain; libvirt only its own.
+        unseen = set() if source == "xen" else made_by_libxl - made_by_libvirt
         if unseen:
             raise ReapRefused(
                 f"{self.path} holds domains created outside libvirt (e.g. domain {min(unseen)}, no "
