@@ -136,6 +136,9 @@ class Libxl:
         if not self._file:
             raise SourceUnavailable(f"xen: cannot make libxl's log file: {os.strerror(ctypes.get_errno())}")
         self._logger = self._toollog.xtl_createlogger_stdiostream(self._file, _XTL_ERROR, _XTL_FLAGS)
+        if not self._logger:  # libxl would log through a NULL pointer
+            self._libc.fclose(self._file)
+            raise SourceUnavailable("xen: cannot make libxl's logger: out of memory")
         ctx = ctypes.c_void_p()
         if self._libxl.libxl_ctx_alloc(ctypes.byref(ctx), _LIBXL_VERSION, 0, self._logger) != 0:
             why = self._last_error() or "libxl_ctx_alloc failed"
@@ -148,7 +151,8 @@ class Libxl:
         source position; the log starts afresh."""
         fd = self._libc.fileno(self._file)
         # The logger flushes after each message: the file holds them all.
-        text = os.pread(fd, 1 << 16, 0).decode(errors="replace")
+        size = os.fstat(fd).st_size
+        text = os.pread(fd, 4096, max(0, size - 4096)).decode(errors="replace")
         os.ftruncate(fd, 0)
         self._libc.rewind(self._file)
         lines = text.strip().splitlines()
