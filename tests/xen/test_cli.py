@@ -121,16 +121,33 @@ def test_no_hypervisor_is_source_unavailable_in_one_line(xen: Hypervisor, tmp_pa
     assert "cannot open libxc handle" in lines[0]
 
 
-def test_libxenlight_missing_is_source_unavailable_in_one_line(xen: Hypervisor, tmp_path: Path) -> None:
-    """In a private mount namespace /dev/null hides every libxenlight file:
-    dlopen fails as on a machine without the library."""
+# Run in a private mount namespace, then exec domdata: "$1" is the directory
+# holding libxenlight, "$2" a scratch directory.
+_HIDE = {
+    # Every libxenlight file replaced by /dev/null: there, but it does not load.
+    "broken": 'for lib in "$1"/libxenlight.so*; do mount --bind /dev/null "$lib"; done',
+    # The directory replaced by symbolic links to all its files but
+    # libxenlight's (through a second mount of it): not installed.
+    "absent": 'mkdir "$2/real" "$2/farm" && mount --bind "$1" "$2/real" && '
+    'for f in "$2"/real/* "$2"/real/.[!.]*; do case ${f##*/} in libxenlight.so*) ;; '
+    '*) ln -s "$f" "$2/farm/${f##*/}";; esac; done && mount --bind "$2/farm" "$1"',
+}
+
+
+@pytest.mark.parametrize(("how", "why"), [("broken", "file too short"), ("absent", "not installed")])
+def test_libxenlight_missing_is_source_unavailable_in_one_line(
+    xen: Hypervisor, tmp_path: Path, how: str, why: str
+) -> None:
+    """libxenlight hidden in a private mount namespace, so that dlopen fails
+    as on a machine where it is broken or not installed."""
     need_root("hiding libxenlight in a mount namespace")
     listed = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
     paths = {line.split(" => ")[1] for line in listed.splitlines() if line.strip().split(" ")[0] in SONAMES}
-    assert paths
-    script = 'for lib in "$@"; do mount --bind /dev/null "$lib" || exit 99; done; exec "$DOMDATA" reap'
+    (directory,) = {os.path.dirname(os.path.realpath(path)) for path in paths}
+    script = f'set -e; {_HIDE[how]}; exec "$DOMDATA" reap'
+    namespace = ["unshare", "--mount", "--propagation", "private"]
     done = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *sorted(paths)],
+        [*namespace, "sh", "-c", script, "sh", directory, str(tmp_path)],
         capture_output=True,
         env={**_real_libraries_env(tmp_path), "DOMDATA": str(BIN / "domdata")},
         check=False,
@@ -139,3 +156,4 @@ def test_libxenlight_missing_is_source_unavailable_in_one_line(xen: Hypervisor, 
     lines = done.stderr.decode().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("domdata: xen: cannot load libxenlight: ")
+    assert why in lines[0]

@@ -1,4 +1,12 @@
-"""The ``xen`` domain source: Debian's libxenlight over the shim hypervisor."""
+"""The ``xen`` domain source: Debian's libxenlight over the shim hypervisor.
+
+These tests call libxenlight in the test process, where LD_PRELOAD cannot
+apply (the process already runs): the kit loads the shim with RTLD_GLOBAL
+before anything loads libxenlight, so the real libxenlight binds its
+libxenctrl and libxenstore calls to the shim, and checks that it does (its
+first context must list a domain only the shim knows). The command-line
+tests (test_cli.py, test_watch.py) use LD_PRELOAD.
+"""
 
 from __future__ import annotations
 
@@ -137,3 +145,12 @@ def test_a_localhost_migration_keeps_the_two_incarnations_apart(
     xen.destroy(source.domid)
     assert ctx.reap().incarnations == [source.incarnation]
     assert ctx.retrieve(target.domid, "xl") == b"target side"
+
+
+def test_a_closed_source_refuses_calls(xen: Hypervisor, url: str) -> None:
+    ctx = domdata.open(url, "xen")
+    source = ctx.domains
+    ctx.close()
+    source.close()  # twice is harmless
+    with pytest.raises(domdata.SourceUnavailable, match="closed"):
+        source.domains()
