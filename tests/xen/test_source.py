@@ -113,6 +113,7 @@ def test_no_hypervisor_at_open_or_later_is_source_unavailable(
         assert DOM0 in ctx.domains.domains()
 
 
+@pytest.mark.usefixtures("xen")  # gcc and libxen-dev, or skip
 def test_the_dominfo_layout_is_libxls(tmp_path: Path) -> None:
     """domdata's ctypes structure against the C compiler's view of libxl.h."""
     program = tmp_path / "layout.c"
