@@ -154,7 +154,7 @@ def json_option(func: F) -> F:
     show_default=True,
     show_envvar=True,
     metavar="SOURCE",
-    help="Who says which domains exist: managed or libvirt:<uri>.",
+    help="Who says which domains exist: managed, libvirt:<uri> or xen (libxenlight).",
 )
 @click.option(
     "--host",

@@ -4,8 +4,10 @@ With a ``libvirt:<uri>`` source the daemon listens to libvirt's lifecycle
 events and destroys the data of each incarnation that stops, crashes or is
 undefined as soon as the event arrives; it reaps at start-up, after every
 reconnection (domains that vanished while libvirt was away send no event)
-and every *interval* seconds. With any other source it only reaps
-periodically. libvirt is imported only when a libvirt source is watched.
+and every *interval* seconds. With ``xen`` it lists libxl's domains every
+``POLL`` seconds and collects each incarnation that left the list. With any
+other source it only reaps periodically. libvirt is imported only when a
+libvirt source is watched.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ log = logging.getLogger("domdata.watch")
 
 #: How often the daemon looks at ``stop`` while nothing happens.
 _POLL = 0.25
+#: Seconds between two listings of a source that has no events (xen).
+POLL = 0.2
 #: Reconnection backoff: first wait and ceiling, in seconds.
 _RETRY_FIRST = 0.5
 _RETRY_MAX = 30.0
@@ -48,7 +52,8 @@ def watch(
 
     Opens ``domdata.open(store, domains, **options)``; reaps at once and then
     every *interval* seconds; with a libvirt source, also on each lifecycle
-    event that ends an incarnation. Once it runs, failures of the store or
+    event that ends an incarnation, with ``xen`` on each death its polling
+    of libxl's domain list sees. Once it runs, failures of the store or
     of libvirt are logged and retried; opening fails as ``domdata.open``
     does, and ReapRefused (the store does not belong to this source) is
     raised. Logs one INFO line per collected incarnation on the
@@ -65,6 +70,8 @@ def watch(
     with _context.open(store, domains, **options) as ctx:
         if source.kind == "libvirt":
             _LibvirtWatcher(ctx, source.uri, interval, stop).run()
+        elif source.kind == "xen":
+            _poll_deaths(ctx, interval, stop)
         else:
             _reap_periodically(ctx, interval, stop)
 
@@ -117,6 +124,47 @@ def _reap_periodically(ctx: _context.Context, interval: float, stop: threading.E
     while not stop.is_set():
         _reap(ctx)
         stop.wait(interval)
+
+
+def _poll_deaths(ctx: _context.Context, interval: float, stop: threading.Event) -> None:
+    """Until *stop* is set: list the source's domains every POLL seconds and
+    collect the data of each incarnation that left the list; reap at
+    start-up (after the first listing, so nothing dies unseen in between) and
+    every *interval* seconds. A failed listing is logged once and retried;
+    the reap catches up with whatever died meanwhile."""
+    known: set[Incarnation] | None = None  # None: not listed yet, or the listing failed
+    failing = False
+    next_reap = 0.0
+    while not stop.is_set():
+        try:
+            live = ctx.domains.incarnations()
+        except Error as exc:
+            if not failing:
+                log.warning("cannot list the domains of %s: %s", ctx.domains.spec, exc)
+            failing, known = True, None
+        else:
+            if known is None:
+                log.info("watching the domains of %s: %d running", ctx.domains.spec, len(live))
+            for incarnation in sorted(known - live) if known is not None else ():
+                _collect(ctx, incarnation, f"gone from {ctx.domains.spec}'s domain list")
+            failing, known = False, live
+        now = time.monotonic()
+        if now >= next_reap:
+            next_reap = now + (interval if _reap(ctx) else min(interval, _RETRY_MAX))
+        stop.wait(POLL)
+
+
+def _collect(ctx: _context.Context, incarnation: Incarnation, why: str) -> int | None:
+    """Collect an incarnation that ended (under its lock, only if the source
+    no longer has it); how many items went, None if it failed (logged)."""
+    try:
+        items = ctx.destroy(incarnation)
+    except Error as exc:
+        log.warning("cannot collect incarnation %s now (the next reap will): %s", incarnation, exc)
+        return None
+    if items:
+        log.info("collected incarnation %s: %d item%s (%s)", incarnation, items, "s"[: items != 1], why)
+    return items
 
 
 class _News(NamedTuple):
@@ -225,15 +273,11 @@ class _LibvirtWatcher:
 
     def _collect(self, incarnation: Incarnation) -> None:
         ctx = self._ctx
+        items = _collect(ctx, incarnation, "libvirt event")
         try:
-            items = ctx.destroy(incarnation)
             # Two incarnations share a uuid during a localhost migration: the
             # one still running must stay remembered.
             if items == 0 and ctx.domains.incarnation(incarnation.domid) == incarnation:
                 self._domids.setdefault(incarnation.uuid, set()).add(incarnation.domid)
-                return
         except Error as exc:
-            log.warning("cannot collect incarnation %s now (the next reap will): %s", incarnation, exc)
-            return
-        if items:
-            log.info("collected incarnation %s: %d items (libvirt event)", incarnation, items)
+            log.warning("cannot look up incarnation %s: %s", incarnation, exc)

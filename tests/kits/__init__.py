@@ -2,7 +2,8 @@
 
 A store kit lives in ``tests/kits/store_<name>.py`` and a source kit in
 ``tests/kits/source_<name>.py``; each module exposes ``KIT``. The suite runs
-every store with the managed source, and every other source on SQLite.
+every store with the managed source, every other source on SQLite, and xen
+on libxl too.
 Adding a backend means adding a file here, never editing the suite.
 """
 
@@ -118,7 +119,9 @@ class Setup:
 
 
 def combinations() -> list[tuple[str, str]]:
-    """Every store with ``managed``; every other source with ``sqlite``."""
+    """Every store with ``managed``; every other source with ``sqlite``; and
+    the libxl store with ``xen``, the authority on libxl's own directory."""
     pairs = [(store, "managed") for store in STORE_KITS]
     pairs += [("sqlite", source) for source in SOURCE_KITS if source != "managed"]
+    pairs.append(("libxl", "xen"))
     return pairs

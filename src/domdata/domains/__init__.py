@@ -12,20 +12,20 @@ from .managed import ManagedDomains
 
 __all__ = ["DomainSource", "ManagedDomains", "SourceSpec", "open_source", "parse_source"]
 
-_KNOWN = "managed, libvirt:<uri>"
+_KNOWN = "managed, libvirt:<uri>, xen"
 
 
 class SourceSpec(NamedTuple):
-    """A domain source as named: its kind and, for libvirt, the connection URI."""
+    """A domain source as named: its kind (managed, libvirt, xen) and, for libvirt, the URI."""
 
     kind: str
     uri: str = ""
 
 
 def parse_source(spec: str) -> SourceSpec:
-    """``managed`` or ``libvirt:<uri>``; SourceUnavailable for anything else."""
-    if spec == "managed":
-        return SourceSpec("managed")
+    """``managed``, ``libvirt:<uri>`` or ``xen``; SourceUnavailable for anything else."""
+    if spec in ("managed", "xen"):
+        return SourceSpec(spec)
     kind, sep, rest = spec.partition(":")
     if kind == "libvirt" and sep and rest:
         return SourceSpec("libvirt", rest)
@@ -37,6 +37,10 @@ def open_source(spec: str, store: Store) -> DomainSource:
     parsed = parse_source(spec)
     if parsed.kind == "managed":
         return ManagedDomains(store.domain_table())
+    if parsed.kind == "xen":
+        from .xen import XenDomains  # loads libxenlight: only when asked for
+
+        return XenDomains()
     try:
         module = importlib.import_module("domdata.domains.libvirt")
     except ImportError as exc:
