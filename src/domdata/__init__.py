@@ -13,7 +13,7 @@ The Python counterpart of libxl's userdata calls::
         dd.destroy(dom.domid)                   # the domain and its data go
 """
 
-from ._context import DEFAULT_LOCK_TIMEOUT, Context, ReapReport, open
+from ._context import DEFAULT_LOCK_TIMEOUT, Context, ReapReport, bind, open
 from ._errors import (
     CorruptItem,
     DataTooLarge,
@@ -29,6 +29,7 @@ from ._errors import (
     NotClustered,
     NotManaged,
     ReapRefused,
+    SourceMismatch,
     SourceUnavailable,
     StoreUnavailable,
 )
@@ -67,9 +68,11 @@ __all__ = [
     "NotManaged",
     "ReapRefused",
     "ReapReport",
+    "SourceMismatch",
     "SourceUnavailable",
     "StoreUnavailable",
     "XenView",
+    "bind",
     "canonical_uuid",
     "check_userid",
     "open",

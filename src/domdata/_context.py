@@ -24,6 +24,7 @@ from ._errors import (
     InvalidUserid,
     NotClustered,
     NotManaged,
+    SourceMismatch,
 )
 from ._types import DEFAULT_MAX_ITEM_SIZE, Incarnation, Item, check_domid
 from ._userid import check_userid
@@ -51,9 +52,12 @@ class Context:
         *,
         max_item_size: int = DEFAULT_MAX_ITEM_SIZE,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        governed: bool = True,
     ) -> None:
         self._store = store
         self._source = source
+        # False for a store holding data of a source it never recorded: reap waits for one named.
+        self._governed = governed
         self.max_item_size = max_item_size
         self.lock_timeout = lock_timeout
         self._mutex = threading.RLock()
@@ -66,6 +70,11 @@ class Context:
     @property
     def store_url(self) -> str:
         return self._store.url
+
+    @property
+    def bound_source(self) -> str | None:
+        """The domain source the store records as governing it (DESIGN section 3)."""
+        return self._store.bound_source()
 
     @property
     def domains(self) -> DomainSource:
@@ -341,7 +350,13 @@ class Context:
         """
         with self._mutex:
             return reaper.reap(
-                self._store, self._source, set(self._held), self.lock_timeout, dry_run=dry_run, force=force
+                self._store,
+                self._source,
+                set(self._held),
+                self.lock_timeout,
+                dry_run=dry_run,
+                force=force,
+                governed=self._governed,
             )
 
     # -- lifetime ----------------------------------------------------------
@@ -362,9 +377,48 @@ class Context:
         self.close()
 
 
+def _govern(store: Store, source: DomainSource, bound: str | None, *, named: bool) -> bool:
+    """Hold *source* against the source the store records (DESIGN section 3),
+    recording it the first time; whether the store is governed by it.
+
+    A store that holds nothing takes any source. A store of an older domdata
+    that holds data but records nothing is governed by ``managed`` if it has
+    managed domains, else by the first source named for it.
+    """
+    spec = source.spec
+    if bound == spec or (bound is not None and not named):
+        return True
+    holds = store.holdings()
+    if holds.items or holds.domains:
+        if bound is None and holds.domains:
+            bound = "managed"
+        if bound is not None and bound != spec:
+            raise SourceMismatch(
+                f"the store is governed by the domain source {bound}, not {spec}: nothing was read or"
+                f" written (domdata bind {spec} changes it)",
+                store=store.url,
+            )
+        if bound is None and not named:
+            return False
+    store.bind_source(spec)
+    return True
+
+
+def _open(
+    store: str | None, domains: str | None, options: StoreOptions
+) -> tuple[Store, DomainSource, str | None]:
+    opened = open_store(store or default_url(), options)
+    try:
+        bound = opened.bound_source()
+        return opened, open_source(domains or bound or "managed", opened), bound
+    except BaseException:
+        opened.close()
+        raise
+
+
 def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     store: str | None = None,
-    domains: str = "managed",
+    domains: str | None = None,
     *,
     durable: bool = True,
     max_item_size: int = DEFAULT_MAX_ITEM_SIZE,
@@ -372,16 +426,43 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     host: str | None = None,
 ) -> Context:
     """Open a context on the store *store* (a URL; default: SQLite in the user's
-    state directory) with domains from *domains* (``managed`` or ``libvirt:<uri>``).
+    state directory) with domains from *domains* (``managed``, ``libvirt:<uri>``
+    or ``xen``; default: the source the store records, else ``managed``).
 
-    ``durable=False`` skips the fsync / synchronous commit of each write: an
-    item stored just before a machine crash may be lost (never torn).
+    A store is governed by one source, recorded the first time it is used:
+    naming another one raises SourceMismatch before anything is read or
+    written (``bind`` changes it). ``durable=False`` skips the fsync /
+    synchronous commit of each write: an item stored just before a machine
+    crash may be lost (never torn).
     """
     options = StoreOptions(durable=durable, host=host, lock_timeout=lock_timeout)
-    opened = open_store(store or default_url(), options)
+    opened, source, bound = _open(store, domains, options)
     try:
-        source = open_source(domains, opened)
+        governed = _govern(opened, source, bound, named=domains is not None)
     except BaseException:
+        source.close()
         opened.close()
         raise
-    return Context(opened, source, max_item_size=max_item_size, lock_timeout=lock_timeout)
+    return Context(opened, source, max_item_size=max_item_size, lock_timeout=lock_timeout, governed=governed)
+
+
+def recorded_source(store: str | None, *, host: str | None = None) -> str | None:
+    """The source *store* records as governing it (this host's part), if any."""
+    opened = open_store(store or default_url(), StoreOptions(host=host))
+    try:
+        return opened.bound_source()
+    finally:
+        opened.close()
+
+
+def bind(store: str | None, domains: str, *, host: str | None = None) -> tuple[str | None, str]:
+    """Record *domains* as the source that governs *store* (this host's part of
+    a cluster store), whatever it holds: ``(the source it replaces or None,
+    the source recorded, in canonical form)``."""
+    opened, source, bound = _open(store, domains, StoreOptions(host=host))
+    try:
+        opened.bind_source(source.spec)
+        return bound, source.spec
+    finally:
+        source.close()
+        opened.close()

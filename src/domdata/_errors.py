@@ -16,6 +16,7 @@ in a log says what was being done to what::
     ├── StoreUnavailable    the store cannot be reached or used
     │   └── InvalidURL      the store URL is malformed or names no known kind of store
     ├── SourceUnavailable   the domain source cannot be reached or named
+    ├── SourceMismatch      the store is governed by another source than the one named
     ├── NotManaged          create/destroy a domain needs the ``managed`` source
     ├── NotClustered        migrate needs a store with hosts (PostgreSQL)
     └── ReapRefused         reap would delete data the source does not govern
@@ -95,6 +96,11 @@ class InvalidURL(StoreUnavailable):
 
 class SourceUnavailable(Error):
     """The domain source cannot be reached (libvirt down, bad URI...)."""
+
+
+class SourceMismatch(Error):
+    """The store is governed by another domain source than the one named
+    (DESIGN section 3); nothing was read or written. ``domdata bind`` changes it."""
 
 
 class CorruptItem(Error):

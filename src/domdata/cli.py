@@ -9,7 +9,7 @@ Exit statuses (one per error class; 2 is click's usage error):
 3     DomainNotFound     4  InvalidUserid     5  DataTooLarge
 6     LockTimeout        7  StoreUnavailable  8  CorruptItem
 9     DomainExists       10 SourceUnavailable 11 NotManaged
-12    ReapRefused
+12    ReapRefused        13 SourceMismatch
 ====  =====================================================================
 
 ``lock DOM -- COMMAND`` exits with COMMAND's status (128+N if signal N killed it).
@@ -48,6 +48,7 @@ EXIT_STATUS: dict[type[errors.Error], int] = {
     errors.SourceUnavailable: 10,
     errors.NotManaged: 11,
     errors.ReapRefused: 12,
+    errors.SourceMismatch: 13,
 }
 #: Set by ``domdata lock`` for COMMAND: the lock it holds on COMMAND's behalf.
 LOCKED_ENV = "DOMDATA_LOCKED"
@@ -56,7 +57,7 @@ LOCKED_ENV = "DOMDATA_LOCKED"
 @dataclasses.dataclass
 class Settings:
     store: str | None
-    domains: str
+    domains: str | None
     host: str | None
     durable: bool
     lock_timeout: float
@@ -150,11 +151,10 @@ def json_option(func: F) -> F:
 @click.option(
     "--domains",
     envvar="DOMDATA_DOMAINS",
-    default="managed",
-    show_default=True,
     show_envvar=True,
     metavar="SOURCE",
-    help="Who says which domains exist: managed, libvirt:<uri> or xen (libxenlight).",
+    help="Who says which domains exist: managed, libvirt:<uri> or xen (libxenlight)"
+    " [default: the source the store records, else managed].",
 )
 @click.option(
     "--host",
@@ -192,7 +192,7 @@ def json_option(func: F) -> F:
 def cli(
     ctx: click.Context,
     store: str | None,
-    domains: str,
+    domains: str | None,
     host: str | None,
     durable: bool,
     lock_timeout: float,
@@ -415,6 +415,21 @@ def watch(settings: Settings, interval: float) -> None:
         max_item_size=settings.max_item_size,
         host=settings.host,
     )
+
+
+@cli.command("bind")
+@click.argument("source", metavar="SOURCE")
+@pass_settings
+def bind_cmd(settings: Settings, source: str) -> None:
+    """Record SOURCE as the domain source that governs the store, and say what it was.
+
+    A store records its source the first time it is used; naming another one
+    is refused (SourceMismatch) until this command changes it.
+    """
+    from . import bind
+
+    before, now = bind(settings.store, source, host=settings.host)
+    click.echo(f"domain source: was {before or 'none'}, now {now}")
 
 
 @cli.command("registry")

@@ -1,11 +1,13 @@
 """``reap``: collect the data of every incarnation that no longer lives.
 
 The store is read before the source: an incarnation with data that the
-source no longer lists has ended and cannot come back. Each one is locked
-before its data goes (in batches, so that open files stay bounded), so a
-write racing its death is collected too. A store that other programs write
-(``SharedDirectory``) may refuse a source that cannot see their domains,
-and has its debris swept.
+source no longer lists has ended and cannot come back. Each candidate's
+death is then confirmed with the source on its own (a listing that misses
+live domains, through access control or a truncated answer, never costs a
+live domain its data). Each one is locked before its data goes (in batches,
+so that open files stay bounded), so a write racing its death is collected
+too. A store that other programs write (``SharedDirectory``) may refuse a
+source that cannot see their domains, and has its debris swept.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from ._errors import LockTimeout
+from ._errors import LockTimeout, ReapRefused
 from ._types import Incarnation
 from .domains import DomainSource
 from .stores import HeldLock, SharedDirectory, Store
@@ -41,14 +43,24 @@ def reap(
     *,
     dry_run: bool = False,
     force: bool = False,
+    governed: bool = True,
 ) -> ReapReport:
     """Reap *store* with the living of *source*; *held* are the domids whose
-    lock the caller holds already, *timeout* how long to wait for the others."""
+    lock the caller holds already, *timeout* how long to wait for the others.
+    Not *governed*: the store records no source for the data it holds."""
     shared = store if isinstance(store, SharedDirectory) else None
-    if shared is not None and not force and not dry_run:
-        shared.check_reap(source.xen_view)
+    if not force and not dry_run:
+        if shared is not None:
+            shared.check_reap(source.xen_view)
+        if not governed:
+            raise ReapRefused(
+                "the store holds data but records no domain source: name the one that governs it"
+                " (--domains, or domdata bind) so that reap asks the right authority",
+                store=store.url,
+            )
     stored = store.incarnations()
-    dead = sorted(Incarnation._make(pair) for pair in stored - source.incarnations())
+    listed_dead = sorted(Incarnation._make(pair) for pair in stored - source.incarnations())
+    dead = [incarnation for incarnation in listed_dead if not source.lives(incarnation)]
     report = ReapReport(dry_run=dry_run)
     if dry_run:
         report.incarnations = dead

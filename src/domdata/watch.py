@@ -42,7 +42,7 @@ _loop_started = False
 
 def watch(
     store: str | None,
-    domains: str,
+    domains: str | None,
     *,
     interval: float = 60.0,
     stop: threading.Event | None = None,
@@ -50,7 +50,8 @@ def watch(
 ) -> None:
     """Collect ended incarnations' data until *stop* is set.
 
-    Opens ``domdata.open(store, domains, **options)``; reaps at once and then
+    Opens ``domdata.open(store, domains, **options)`` (*domains* None: the
+    source the store records, else managed); reaps at once and then
     every *interval* seconds; with a libvirt source, also on each lifecycle
     event that ends an incarnation, with ``xen`` on each death its polling
     of libxl's domain list sees. Once it runs, failures of the store or
@@ -62,7 +63,10 @@ def watch(
     if interval <= 0:
         raise ValueError(f"interval must be positive, not {interval}")
     stop = threading.Event() if stop is None else stop
-    source = parse_source(domains)
+    if domains is None:
+        # The recorded source, as named by the store; none recorded: managed, unnamed.
+        domains = _context.recorded_source(store, host=options.get("host"))
+    source = parse_source(domains or "managed")
     if source.kind == "libvirt":
         # libvirt wants its event implementation registered before the
         # process opens any connection.

@@ -30,6 +30,11 @@ class DomainSource(ABC):
         """Every live incarnation (what ``reap`` keeps)."""
         return {d.incarnation for d in self.domains()}
 
+    def lives(self, incarnation: Incarnation) -> bool:
+        """Whether this very incarnation is alive, asked on its own: ``reap``
+        confirms each death so, before it deletes anything."""
+        return self.incarnation(incarnation.domid) == incarnation
+
     def find(self, text: str) -> Domain:
         """The live domain named by a domid, a uuid or a name; DomainNotFound if none.
 

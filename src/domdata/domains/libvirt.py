@@ -81,10 +81,11 @@ class LibvirtDomains(DomainSource):
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self.spec = f"libvirt:{uri}"
-        self.xen_view = xen_view_of(uri)
         self._reopen = threading.Lock()
         self._conn: Any = open_connection(uri)
+        # libvirt's own spelling of the connection: how a store records its source.
+        self.spec = f"libvirt:{self._canonical_uri()}"
+        self.xen_view = xen_view_of(uri)
         # The uuid each domid had when last seen: a hint, never an answer.
         self._uuids: dict[int, str] = {}
 
@@ -99,6 +100,13 @@ class LibvirtDomains(DomainSource):
         try:
             return call(conn)
         except libvirt.libvirtError as exc:
+            raise SourceUnavailable(f"libvirt {self.uri}: {exc}") from exc
+
+    def _canonical_uri(self) -> str:
+        try:
+            return str(self._conn.getURI())
+        except libvirt.libvirtError as exc:
+            self._conn.close()
             raise SourceUnavailable(f"libvirt {self.uri}: {exc}") from exc
 
     @staticmethod
@@ -174,6 +182,11 @@ class LibvirtDomains(DomainSource):
                 uuids[domid] = dom.UUIDString()
         self._uuids = uuids
         return set(itertools.starmap(Incarnation, uuids.items()))
+
+    def lives(self, incarnation: Incarnation) -> bool:
+        # By uuid: libvirt's hash lookup, not its linear search by ID.
+        dom = self._lookup(lambda conn: conn.lookupByUUIDString(incarnation.uuid))
+        return dom is not None and dom.ID() == incarnation.domid
 
     def by_uuid(self, uuid: str) -> Sequence[Domain]:
         dom = self._lookup(lambda conn: conn.lookupByUUIDString(uuid))

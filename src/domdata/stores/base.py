@@ -23,9 +23,16 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence, Set
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from .._types import Domain, Incarnation, Item, XenView
+
+
+class Holdings(NamedTuple):
+    """What a store holds, in two words."""
+
+    items: bool
+    domains: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +102,19 @@ class Store(ABC):
     @abstractmethod
     def domain_table(self) -> DomainTable:
         """The managed domains' table, kept in this store."""
+
+    @abstractmethod
+    def bound_source(self) -> str | None:
+        """The domain source that governs this store (this host's, on a
+        cluster store), as recorded by ``bind_source``; None if none is."""
+
+    @abstractmethod
+    def bind_source(self, spec: str) -> None:
+        """Record *spec* (a canonical source spec) as the governing source."""
+
+    @abstractmethod
+    def holdings(self) -> Holdings:
+        """Whether the store (this host's part) has any item, any managed domain."""
 
     @abstractmethod
     def close(self) -> None:

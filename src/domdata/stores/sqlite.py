@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from .._errors import DomainExists, InvalidURL, StoreUnavailable
 from .._types import Domain, Incarnation, Item
 from ._ofdlock import RangeLocks
-from .base import NO_DOMAIN, HeldLock, NoDomain, OneStepTable, Store, StoreOptions
+from .base import NO_DOMAIN, HeldLock, Holdings, NoDomain, OneStepTable, Store, StoreOptions
 
 T = TypeVar("T")
 
@@ -40,6 +40,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             data BLOB NOT NULL,
             UNIQUE (domid, uuid, userid))""",
     ),
+    # 2: what the store records about itself (the source that governs it).
+    ("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _UPSERT = (
@@ -238,6 +240,18 @@ class SQLiteStore(Store):
 
     def domain_table(self) -> OneStepTable:
         return self._domains
+
+    def bound_source(self) -> str | None:
+        row = self._db.query("SELECT value FROM meta WHERE key = 'source'").fetchone()
+        return None if row is None else str(row[0])
+
+    def bind_source(self, spec: str) -> None:
+        self._db.write("INSERT OR REPLACE INTO meta (key, value) VALUES ('source', ?)", (spec,))
+
+    def holdings(self) -> Holdings:
+        query = "SELECT EXISTS (SELECT 1 FROM userdata), EXISTS (SELECT 1 FROM domains)"
+        items, domains = self._db.query(query).fetchone()
+        return Holdings(bool(items), bool(domains))
 
     def close(self) -> None:
         try:

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from typing import NoReturn
 
 from ..._errors import LockTimeout, StoreUnavailable
-from ..._types import Incarnation
 from .._wait import wait_for
 from ._names import CREATE, dir_of
 
@@ -59,9 +58,12 @@ class Directory:
         if self.durable:
             os.fsync(self.fd)
 
-    def write(self, temp: str, final: str, data: bytes, incarnation: Incarnation, userid: str | None) -> None:
+    def write(
+        self, temp: str, final: str, data: bytes, domain: object = None, userid: str | None = None
+    ) -> None:
         """Write *data* to a fresh *temp* (0600), fsync it, rename it over
-        *final*, fsync the directory: a reader sees the old file or the new."""
+        *final*, fsync the directory: a reader sees the old file or the new.
+        *domain* and *userid* are for the error message."""
         directory = self.fd
         try:
             try:
@@ -71,7 +73,7 @@ class Directory:
                 os.unlink(temp, dir_fd=directory)
                 fd = os.open(temp, CREATE, 0o600, dir_fd=directory)
         except OSError as exc:
-            self.fail(f"cannot create {temp}", exc, incarnation, userid)
+            self.fail(f"cannot create {temp}", exc, domain, userid)
         try:
             try:
                 view = memoryview(data)
@@ -84,11 +86,11 @@ class Directory:
             os.rename(temp, final, src_dir_fd=directory, dst_dir_fd=directory)
         except OSError as exc:
             self.unlink(temp)
-            self.fail(f"cannot write {final}, the old one is intact", exc, incarnation, userid)
+            self.fail(f"cannot write {final}, the old one is intact", exc, domain, userid)
         try:
             self.sync()
         except OSError as exc:
-            self.fail(f"{final} was replaced but the directory could not be synced", exc, incarnation, userid)
+            self.fail(f"{final} was replaced but the directory could not be synced", exc, domain, userid)
 
     @contextmanager
     def locked(self, timeout: float) -> Iterator[None]:

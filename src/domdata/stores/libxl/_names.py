@@ -20,6 +20,8 @@ RECORD_SUFFIX = "domdata-domain"
 RECORD = f".{RECORD_SUFFIX}"
 #: ``domdata-domid.<domid>``: a symbolic link naming that domid's record (read, never followed).
 INDEX_PREFIX = "domdata-domid."
+#: The domain source that governs the directory, one line of text.
+SOURCE_FILE = "domdata-source"
 #: The userid libxl writes for every domain it creates (libxl_domain_config as JSON).
 LIBXL_JSON = "libxl-json"
 #: The userid libvirt's libxl driver writes for every domain it creates (its XML).

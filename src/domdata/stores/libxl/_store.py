@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 
 from ..._errors import CorruptItem, InvalidUserid, LockTimeout, ReapRefused
 from ..._types import Incarnation, Item, XenView
-from ..base import DomainTable, HeldLock, SharedDirectory, StoreOptions
+from ..base import DomainTable, HeldLock, Holdings, SharedDirectory, StoreOptions
 from ._directory import Directory
 from ._domains import LibxlDomains
 from ._lock import LockFiles
@@ -20,6 +20,7 @@ from ._names import (
     READ,
     RECORD,
     RECORD_SUFFIX,
+    SOURCE_FILE,
     Entry,
     is_temp,
     item_name,
@@ -157,6 +158,8 @@ class LibxlStore(SharedDirectory):
             if name.startswith("userdata-"):
                 groups.setdefault(key_of(name), []).append(name)
         removed = self._domains.sweep(names, dry_run)
+        if SOURCE_FILE + ".new" in names and (dry_run or self._dir.unlink(SOURCE_FILE + ".new")):
+            removed.append(SOURCE_FILE + ".new")  # a binding's write that was killed
         for group in groups.values():
             if not any(map(is_temp, group)) and any(n[9:10] == "d" or n.endswith(RECORD) for n in group):
                 continue  # the common case, sieved without parsing
@@ -232,6 +235,31 @@ class LibxlStore(SharedDirectory):
 
     def domain_table(self) -> DomainTable:
         return self._domains
+
+    def bound_source(self) -> str | None:
+        try:
+            fd = os.open(SOURCE_FILE, READ, dir_fd=self._dir.fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._dir.fail(f"cannot read {SOURCE_FILE}", exc)
+        try:
+            text = os.read(fd, 4096)
+        except OSError as exc:
+            self._dir.fail(f"cannot read {SOURCE_FILE}", exc)
+        finally:
+            os.close(fd)
+        return text.decode("utf-8", "replace").strip() or None
+
+    def bind_source(self, spec: str) -> None:
+        self._dir.write(SOURCE_FILE + ".new", SOURCE_FILE, spec.encode() + b"\n")
+
+    def holdings(self) -> Holdings:
+        names = self._dir.listdir()
+        return Holdings(
+            any(n.startswith("userdata-d.") for n in names),
+            any(n.startswith("userdata-m.") and n.endswith(RECORD) for n in names),
+        )
 
     def close(self) -> None:
         self._locks.close()

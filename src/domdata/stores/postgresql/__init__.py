@@ -17,7 +17,7 @@ import psycopg
 
 from ..._errors import InvalidURL, StoreUnavailable
 from ..._types import Incarnation, Item
-from ..base import ClusterStore, HeldLock, OneStepTable, StoreOptions
+from ..base import ClusterStore, HeldLock, Holdings, OneStepTable, StoreOptions
 from ._connections import printable_url
 from ._domains import PostgreSQLDomains, migrate
 from ._schema import ensure_schema
@@ -133,6 +133,29 @@ class PostgreSQLStore(ClusterStore):
 
     def migrate(self, incarnation: Incarnation, host: str, domid: int) -> int:
         return migrate(self._session, incarnation, host, domid)
+
+    def bound_source(self) -> str | None:
+        with self._session.connection_for(()) as conn:
+            row = conn.execute("SELECT source FROM sources WHERE host = %s", (self.host,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def bind_source(self, spec: str) -> None:
+        with self._session.connection_for(()) as conn:
+            conn.execute(
+                "INSERT INTO sources (host, source) VALUES (%s, %s)"
+                " ON CONFLICT (host) DO UPDATE SET source = excluded.source",
+                (self.host, spec),
+            )
+
+    def holdings(self) -> Holdings:
+        with self._session.connection_for(()) as conn:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM userdata WHERE host = %s),"
+                " EXISTS (SELECT 1 FROM domains WHERE host = %s)",
+                (self.host, self.host),
+            ).fetchone()
+        assert row is not None
+        return Holdings(bool(row[0]), bool(row[1]))
 
     def close(self) -> None:
         self._session.close()

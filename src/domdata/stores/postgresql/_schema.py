@@ -121,6 +121,8 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
                 RETURN CASE WHEN FOUND THEN 1 ELSE 0 END;
             END $$""",
     ),
+    # 3: the domain source that governs each host's part of the store.
+    ("CREATE TABLE sources (host text PRIMARY KEY, source text NOT NULL)",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
