@@ -240,7 +240,7 @@ def test_reap_dry_run_reports_and_removes_nothing(store: str, domid: int) -> Non
     assert len(dry["incarnations"]) == 1
     assert len(json.loads(run(store, "list", "--json").output)) == 1
     done = run(store, "reap")
-    assert "removed 1 items of 1 dead incarnations" in done.output
+    assert "removed 1 item of 1 dead incarnation" in done.output
     assert run(store, "list", "--json").output.strip() == "[]"
 
 

@@ -32,6 +32,17 @@ from ._errors import (
 from ._types import DEFAULT_MAX_ITEM_SIZE, Domain, Incarnation, Item
 from ._userid import check_userid
 
+
+def __getattr__(name: str) -> str:
+    # domdata.__version__, from the package metadata; importlib.metadata costs
+    # more than the rest of the package, so only when asked.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("domdata")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_MAX_ITEM_SIZE",

@@ -3,6 +3,7 @@ validate, lock, check that the domain lives, then delegate."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -377,14 +378,15 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     host: str | None = None,
 ) -> Context:
-    """Open a context on the store *store* (a URL; default: SQLite in the user's
-    state directory) with domains from *domains* (``managed`` or ``libvirt:<uri>``).
+    """Open a context on the store *store* (a URL; default: ``$DOMDATA_STORE``,
+    else SQLite in the user's state directory) with domains from *domains*
+    (``managed`` or ``libvirt:<uri>``).
 
     ``durable=False`` skips the fsync / synchronous commit of each write: an
     item stored just before a machine crash may be lost (never torn).
     """
     options = StoreOptions(durable=durable, managed=domains == "managed", host=host)
-    opened = open_store(store or default_url(), options)
+    opened = open_store(store or os.environ.get("DOMDATA_STORE") or default_url(), options)
     try:
         source = open_source(domains, opened)
     except BaseException:
