@@ -87,6 +87,7 @@ def test_reap_counts_in_the_singular_and_plural(store: str, domid: int, tmp_path
     # The domain dies without destroy: its record goes behind domdata's back.
     with sqlite3.connect(tmp_path / "cli.db") as db:
         db.execute("DELETE FROM domains")
+
     def last(*args: str) -> str:
         return run(store, "reap", *args).stdout.splitlines()[-1]
 
