@@ -21,7 +21,7 @@ import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, ClassVar, TypeVar
 
 import click
 
@@ -92,7 +92,28 @@ def _adopt_inherited_lock(ctx: Context) -> None:
 
 
 class _Shell(click.Group):
-    """Turns a domdata error into one line on stderr and its exit status."""
+    """Turns a domdata error into one line on stderr and its exit status.
+
+    The commands in ``lazy`` live in modules of their own, imported only when
+    one of them runs (or help lists them): start-up pays for what runs.
+    """
+
+    lazy: ClassVar[dict[str, str]] = {
+        "export": "domdata._cli.transfer:export",
+        "import": "domdata._cli.transfer:import_",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            import importlib
+
+            module, _, name = self.lazy[cmd_name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), name)
+            return command
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
