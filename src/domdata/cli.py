@@ -21,7 +21,7 @@ import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, BinaryIO, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
 
 import click
 
@@ -29,6 +29,9 @@ from . import _errors as errors
 from ._context import DEFAULT_LOCK_TIMEOUT, Context
 from ._context import open as open_context
 from ._types import DEFAULT_MAX_ITEM_SIZE, MAX_DOMID, Domain, Incarnation, Item, canonical_uuid, uuid_shaped
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -138,6 +141,27 @@ def _dom(ctx: click.Context | None, param: click.Parameter | None, value: str | 
         except errors.InvalidDomain as exc:
             raise click.BadParameter(exc.what, ctx, param) from None
     return value
+
+
+def _complete_dom(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    from ._cli.complete import domains
+
+    return domains(ctx, incomplete)
+
+
+def _complete_userid(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    from ._cli.complete import userids
+
+    return userids(ctx, incomplete)
+
+
+def dom_argument(*, required: bool = True) -> Callable[[F], F]:
+    """DOM: parsed by ``_dom``, completed with the live domains' domids and names."""
+    return click.argument("dom", callback=_dom, required=required, shell_complete=_complete_dom)
+
+
+#: USERID, completed with the userids DOM has.
+userid_argument = click.argument("userid", shell_complete=_complete_userid)
 
 
 def _domid(settings: Settings, dom: str) -> int:
@@ -274,7 +298,7 @@ def domain_create(
 
 
 @domain.command("destroy")
-@click.argument("dom", callback=_dom)
+@dom_argument()
 @pass_settings
 def domain_destroy(settings: Settings, dom: str) -> None:
     """Destroy a managed domain and all its data, in one transaction."""
@@ -304,8 +328,8 @@ def _read_all(stream: BinaryIO, limit: int) -> bytes:
 
 
 @cli.command("store")
-@click.argument("dom", callback=_dom)
-@click.argument("userid")
+@dom_argument()
+@userid_argument
 @click.argument("file", type=click.File("rb"), default="-")
 @pass_settings
 def store_cmd(settings: Settings, dom: str, userid: str, file: BinaryIO) -> None:
@@ -315,8 +339,8 @@ def store_cmd(settings: Settings, dom: str, userid: str, file: BinaryIO) -> None
 
 
 @cli.command()
-@click.argument("dom", callback=_dom)
-@click.argument("userid")
+@dom_argument()
+@userid_argument
 @click.option("-o", "--output", type=click.File("wb"), default="-", help="Write to FILE instead of stdout.")
 @pass_settings
 def retrieve(settings: Settings, dom: str, userid: str, output: BinaryIO) -> None:
@@ -327,8 +351,8 @@ def retrieve(settings: Settings, dom: str, userid: str, output: BinaryIO) -> Non
 
 
 @cli.command()
-@click.argument("dom", callback=_dom)
-@click.argument("userid")
+@dom_argument()
+@userid_argument
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing (the exit status is 0 either way).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"removed": true|false}.')
 @pass_settings
@@ -342,7 +366,7 @@ def unlink(settings: Settings, dom: str, userid: str, quiet: bool, as_json: bool
 
 
 @cli.command("list")
-@click.argument("dom", callback=_dom, required=False)
+@dom_argument(required=False)
 @click.option("--all-hosts", is_flag=True, help="Every host's items (cluster stores).")
 @json_option
 @pass_settings
@@ -368,8 +392,8 @@ def list_cmd(settings: Settings, dom: str | None, all_hosts: bool, as_json: bool
 
 
 @cli.command()
-@click.argument("dom", callback=_dom)
-@click.argument("userid")
+@dom_argument()
+@userid_argument
 @pass_settings
 def show(settings: Settings, dom: str, userid: str) -> None:
     """Print the item decoded for a person, through the userid registry.
@@ -386,7 +410,7 @@ def show(settings: Settings, dom: str, userid: str) -> None:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
-@click.argument("dom", callback=_dom)
+@dom_argument()
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_settings
 def lock(settings: Settings, dom: str, command: Sequence[str]) -> None:
@@ -415,7 +439,7 @@ def lock(settings: Settings, dom: str, command: Sequence[str]) -> None:
 
 
 @cli.command()
-@click.argument("dom", callback=_dom)
+@dom_argument()
 @click.option(
     "--to-domid", type=click.IntRange(0, MAX_DOMID), required=True, metavar="N", help="Its domid there."
 )

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, TypeVar
 import click
 
 import domdata
-from domdata.cli import Settings, _count, _dom, _domid, pass_settings
+from domdata.cli import Settings, _count, _domid, dom_argument, pass_settings
 
 from . import archive
 
@@ -29,7 +29,7 @@ def progress(items: Sequence[T], label: str) -> Iterator[Iterable[T]]:
 
 
 @click.command("export")
-@click.argument("dom", callback=_dom, required=False)
+@dom_argument(required=False)
 @click.option("--all", "everything", is_flag=True, help="Every live domain's items: a backup of the store.")
 @click.option("-o", "--output", type=click.File("wb"), default="-", help="Write to FILE instead of stdout.")
 @pass_settings
@@ -73,7 +73,7 @@ def _export_domain(ctx: domdata.Context, domain: domdata.Domain, writer: archive
 
 
 @click.command("import")
-@click.argument("dom", callback=_dom)
+@dom_argument()
 @click.argument("file", type=click.File("rb"), default="-")
 @click.option(
     "--from",
