@@ -13,7 +13,7 @@ The Python counterpart of libxl's userdata calls::
         dd.destroy(dom.domid)                   # the domain and its data go
 """
 
-from ._context import DEFAULT_LOCK_TIMEOUT, Context, ReapReport, open
+from ._context import DEFAULT_LOCK_TIMEOUT, Context, ReapReport, StoreInfo, open
 from ._errors import (
     CorruptItem,
     DataTooLarge,
@@ -63,6 +63,7 @@ __all__ = [
     "ReapRefused",
     "ReapReport",
     "SourceUnavailable",
+    "StoreInfo",
     "StoreUnavailable",
     "check_userid",
     "open",

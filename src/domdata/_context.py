@@ -41,6 +41,22 @@ class ReapReport:
     dry_run: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """Which store and source a context uses (``Context.info()``, ``domdata info``)."""
+
+    #: The store's URL (without any password).
+    store: str
+    #: The database file, the directory, or the server and database.
+    location: str
+    #: The store's schema version; None for libxl's layout, which has none.
+    schema_version: int | None
+    #: The domain source in use.
+    source: str
+    #: Cluster stores: the host this context speaks for; None elsewhere.
+    host: str | None
+
+
 class Context:
     """Userdata of the domains of one source, kept in one store.
 
@@ -350,6 +366,14 @@ class Context:
         finally:
             for lock in locks:
                 lock.release()
+
+    def info(self) -> StoreInfo:
+        """Which store (URL, where, schema version, host) and source this context uses."""
+        with self._mutex:
+            described = self._store.describe()
+        return StoreInfo(
+            self._store.url, described.location, described.schema_version, self._source.spec, described.host
+        )
 
     # -- lifetime ----------------------------------------------------------
 

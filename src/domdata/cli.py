@@ -104,6 +104,7 @@ class _Shell(click.Group):
     lazy: ClassVar[dict[str, str]] = {
         "export": "domdata._cli.transfer:export",
         "import": "domdata._cli.transfer:import_",
+        "info": "domdata._cli.info:info",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .._errors import NotManaged
 from .._types import Domain, Incarnation, Item
@@ -26,6 +26,17 @@ class StoreOptions:
     #: writes check it inside their transaction.
     managed: bool = False
     #: Cluster stores: the host this context's domids belong to.
+    host: str | None = None
+
+
+class StoreDescription(NamedTuple):
+    """What ``domdata info`` shows of a store (``Store.describe``)."""
+
+    #: The database file, the directory, or the server and database.
+    location: str
+    #: The schema version the store is at; None for a layout without one (libxl's).
+    schema_version: int | None
+    #: Cluster stores: the host this context speaks for.
     host: str | None = None
 
 
@@ -153,6 +164,12 @@ class Store(ABC):
 
     def check_reap(self, source: str) -> None:
         """Raise ReapRefused if reaping with the domain source *source* is unsafe."""
+
+    # -- domdata info (issue 12) ---------------------------------------------
+
+    @abstractmethod
+    def describe(self) -> StoreDescription:
+        """Where the data is, at which schema version, for which host."""
 
     @abstractmethod
     def close(self) -> None:

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from .._errors import CorruptItem, DomainExists, DomainNotFound, StoreUnavailable
 from .._types import Domain, Incarnation, Item
 from ._ofdlock import RangeLocks
-from .base import DomainTable, HeldLock, ManagedOps, Store, StoreOptions
+from .base import DomainTable, HeldLock, ManagedOps, Store, StoreDescription, StoreOptions
 
 T = TypeVar("T")
 
@@ -238,6 +238,12 @@ class SQLiteStore(Store):
 
     def managed_ops(self) -> ManagedOps:
         return _SQLiteManagedOps(self)
+
+    # -- domdata info (issue 12) ---------------------------------------------
+
+    def describe(self) -> StoreDescription:
+        version: int = self._retry(lambda: self._db.execute("PRAGMA user_version").fetchone()[0])
+        return StoreDescription(path_of(self.url), version)
 
     def close(self) -> None:
         try:

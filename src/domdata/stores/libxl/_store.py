@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from ..._errors import CorruptItem, InvalidUserid, LockTimeout, ReapRefused, StoreUnavailable
 from ..._types import Incarnation, Item
-from ..base import DomainTable, ManagedOps, Store, StoreOptions
+from ..base import DomainTable, ManagedOps, Store, StoreDescription, StoreOptions
 from ._domains import _LibxlDomains, _ManagedOps
 from ._lock import _LockFile, _Locks
 from ._names import (
@@ -320,6 +320,11 @@ class LibxlStore(_Locks, Store):
 
     def managed_ops(self) -> ManagedOps:
         return _ManagedOps(self)
+
+    # -- domdata info (issue 12) ---------------------------------------------
+
+    def describe(self) -> StoreDescription:
+        return StoreDescription(self.path, None)
 
     def close(self) -> None:
         for lock in list(self._held.values()):

@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..._errors import DomainNotFound, LockTimeout, StoreUnavailable
 from ..._types import Incarnation, Item
-from ..base import DomainTable, HeldLock, ManagedOps, Store, StoreOptions
+from ..base import DomainTable, HeldLock, ManagedOps, Store, StoreDescription, StoreOptions
 from ._connections import Connection, drop_if_hung_up, hung_up, one_line, printable_url, session_setup
 from ._domains import FusedOps, PostgreSQLDomains, migrate
 from ._schema import ensure_schema, milliseconds
@@ -354,6 +354,13 @@ class PostgreSQLStore(Store):
 
     def migrate(self, incarnation: Incarnation, host: str | None, domid: int) -> int:
         return migrate(self, incarnation, self.host if host is None else host, domid)
+
+    # -- domdata info (issue 12) ---------------------------------------------
+
+    def describe(self) -> StoreDescription:
+        with self._connection_for(()) as conn:
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return StoreDescription(self.server, row[0] if row else None, self.host)
 
     def close(self) -> None:
         if self._resident is not None:
