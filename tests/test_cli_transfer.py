@@ -196,15 +196,12 @@ def test_export_needs_one_dom_or_all(here: str) -> None:
     assert run(here, "export", "nosuch").exit_code == 3
 
 
-def test_progress_shows_on_a_terminal_and_is_silent_elsewhere(here: str, tmp_path: Path) -> None:
-    for n in range(3):
-        filled(here, f"web{n}", {"xl": b"x"})
-    piped = run(here, "export", "--all", "-o", str(tmp_path / "piped.tar"))
-    assert piped.stderr == "exported 3 items of 3 domains\n"
+def in_terminal(store: str, *args: str) -> tuple[int, bytes]:
+    """Run domdata with stdin, stdout and stderr on a terminal: status and output."""
     primary, secondary = pty.openpty()
-    env = {**os.environ, "DOMDATA_STORE": here}
-    argv = [sys.executable, "-m", "domdata", "export", "--all", "-o", str(tmp_path / "tty.tar")]
-    process = subprocess.Popen(argv, stdout=secondary, stderr=secondary, env=env)
+    env = {**os.environ, "DOMDATA_STORE": store}
+    argv = [sys.executable, "-m", "domdata", *args]
+    process = subprocess.Popen(argv, stdin=secondary, stdout=secondary, stderr=secondary, env=env)
     os.close(secondary)
     seen = b""
     while select.select([primary], [], [], 60)[0]:
@@ -216,6 +213,23 @@ def test_progress_shows_on_a_terminal_and_is_silent_elsewhere(here: str, tmp_pat
             break
         seen += chunk
     os.close(primary)
-    assert process.wait(timeout=60) == 0
+    return process.wait(timeout=60), seen
+
+
+def test_progress_shows_on_a_terminal_and_is_silent_elsewhere(here: str, tmp_path: Path) -> None:
+    for n in range(3):
+        filled(here, f"web{n}", {"xl": b"x"})
+    piped = run(here, "export", "--all", "-o", str(tmp_path / "piped.tar"))
+    assert piped.stderr == "exported 3 items of 3 domains\n"
+    status, seen = in_terminal(here, "export", "--all", "-o", str(tmp_path / "tty.tar"))
+    assert status == 0
     assert b"exporting" in seen
     assert b"exported 3 items of 3 domains" in seen
+
+
+def test_no_archive_to_or_from_a_terminal(here: str) -> None:
+    filled(here)
+    status, seen = in_terminal(here, "export", "web1")
+    assert (status, b"the archive is binary" in seen) == (2, True)
+    status, seen = in_terminal(here, "import", "web1")
+    assert (status, b"name the archive FILE, or pipe it in" in seen) == (2, True)

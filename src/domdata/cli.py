@@ -18,6 +18,7 @@ Exit statuses (one per error class; 2 is click's usage error):
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -112,8 +113,6 @@ class _Shell(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy:
-            import importlib
-
             module, _, name = self.lazy[cmd_name].partition(":")
             command: click.Command = getattr(importlib.import_module(module), name)
             return command

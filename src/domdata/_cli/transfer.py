@@ -90,6 +90,8 @@ def import_(settings: Settings, dom: str, file: BinaryIO, from_: str | None) -> 
     one store fails the items written before it are put back as they were.
     Items of DOM that the archive does not hold stay.
     """
+    if file.isatty():
+        raise click.UsageError("name the archive FILE, or pipe it in")
     ctx = settings.open()
     manifest, entries = archive.read(file, ctx.max_item_size)
     chosen = _choose(manifest, entries, from_)
