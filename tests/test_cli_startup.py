@@ -54,3 +54,11 @@ def test_a_single_item_command_imports_only_what_it_runs(tmp_path: Path, args: l
     modules = set(json.loads(probe.stderr.decode().replace("'", '"')))
     assert "domdata.stores.sqlite" in modules
     assert [m for m in NOT_NEEDED if m in modules] == []
+
+
+def test_help_and_completion_load_no_command_module_they_do_not_run() -> None:
+    # --help lists every command, so it loads the lazy ones: their imports must stay light.
+    probe = subprocess.run([sys.executable, "-c", PROBE, "--help"], capture_output=True, check=True)
+    modules = set(json.loads(probe.stderr.decode().replace("'", '"')))
+    assert "domdata._cli.transfer" in modules
+    assert [m for m in ("tarfile", "importlib.metadata", "domdata._cli.archive") if m in modules] == []

@@ -18,7 +18,7 @@ import io
 import json
 import tarfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
@@ -156,8 +156,3 @@ def _manifest(data: bytes) -> dict[str, Any]:
     ):
         raise _refuse(f"{MANIFEST} lists items without domid, uuid, userid, size and member")
     return manifest
-
-
-def incarnations(entries: Iterable[Entry]) -> list[tuple[int, str]]:
-    """The incarnations an archive holds items of, in order."""
-    return list(dict.fromkeys((e.domid, e.uuid) for e in entries))

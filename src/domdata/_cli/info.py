@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import time
-from importlib.metadata import version
 from typing import Any
 
 import click
@@ -32,6 +31,8 @@ def boot() -> dict[str, Any]:
 @pass_settings
 def info(settings: Settings, as_json: bool) -> None:
     """Show the store (URL, where, schema), the source, counts, host and boot."""
+    from importlib.metadata import version
+
     ctx = settings.open()
     described = ctx.info()
     items = ctx.list()

@@ -6,14 +6,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import click
 
 import domdata
 from domdata.cli import Settings, _count, _domid, dom_argument, pass_settings
 
-from . import archive
+if TYPE_CHECKING:
+    from . import archive
 
 T = TypeVar("T")
 
@@ -44,6 +45,8 @@ def export(settings: Settings, dom: str | None, everything: bool, output: Binary
         raise click.UsageError("name one DOM, or --all")
     if output.isatty():
         raise click.UsageError("the archive is binary: write it with -o FILE or into a pipe")
+    from . import archive  # tarfile: only for the commands that need it
+
     ctx = settings.open()
     if everything:
         domains = list(ctx.domains.domains())
@@ -92,6 +95,8 @@ def import_(settings: Settings, dom: str, file: BinaryIO, from_: str | None) -> 
     """
     if file.isatty():
         raise click.UsageError("name the archive FILE, or pipe it in")
+    from . import archive
+
     ctx = settings.open()
     manifest, entries = archive.read(file, ctx.max_item_size)
     chosen = _choose(manifest, entries, from_)
@@ -113,7 +118,7 @@ def import_(settings: Settings, dom: str, file: BinaryIO, from_: str | None) -> 
 
 def _choose(manifest: dict[str, Any], entries: list[archive.Entry], from_: str | None) -> list[archive.Entry]:
     """The items of the one incarnation to import."""
-    held = archive.incarnations(entries)
+    held = list(dict.fromkeys((e.domid, e.uuid) for e in entries))
     if from_ is None:
         if len(held) > 1:
             raise click.UsageError(f"the archive holds {len(held)} domains: choose one with --from")
