@@ -32,14 +32,22 @@ def progress(items: Sequence[T], label: str) -> Iterator[Iterable[T]]:
 @click.command("export")
 @dom_argument(required=False)
 @click.option("--all", "everything", is_flag=True, help="Every live domain's items: a backup of the store.")
-@click.option("-o", "--output", type=click.File("wb"), default="-", help="Write to FILE instead of stdout.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.File("wb"),
+    default="-",
+    metavar="FILE",
+    help="Write to FILE instead of stdout.",
+)
 @pass_settings
 def export(settings: Settings, dom: str | None, everything: bool, output: BinaryIO) -> None:
     """Write DOM's items (or, with --all, every live domain's) as one tar archive.
 
     One member per item and a manifest.json (format version, source store,
     domains, sizes): `tar -tvf` lists it, `tar -xf` unpacks it. Each domain is
-    read under its lock, so its items are one consistent snapshot.
+    read under its lock, so its items are one consistent snapshot. Items of
+    incarnations that ended (what reap collects) are left out.
     """
     if (dom is None) == (not everything):
         raise click.UsageError("name one DOM, or --all")
