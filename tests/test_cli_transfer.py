@@ -130,7 +130,8 @@ def test_import_refuses_an_item_the_target_refuses_before_writing_anything(here:
     filled(there, items={"small": b"old"})
     refused = run(there, "--max-item-size", "50", "import", "web1", stdin=archive)
     assert refused.exit_code == 5
-    assert "big" in refused.stderr
+    assert "big: 100 bytes is over the limit of 50 bytes per item; nothing imported" in refused.stderr
+    assert f"store {there}, domain web1" in refused.stderr
     assert items(there, "web1") == {"small": b"old"}
 
 

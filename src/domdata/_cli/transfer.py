@@ -106,7 +106,10 @@ def import_(settings: Settings, dom: str, file: BinaryIO, from_: str | None) -> 
     from . import archive
 
     ctx = settings.open()
-    manifest, entries = archive.read(file, ctx.max_item_size)
+    try:
+        manifest, entries = archive.read(file, ctx.max_item_size)
+    except domdata.Error as exc:
+        raise type(exc)(f"{exc.what}; nothing imported", store=ctx.store_url, domain=dom) from None
     chosen = _choose(manifest, entries, from_)
     domid = _domid(settings, dom)
     with ctx.lock(domid):
