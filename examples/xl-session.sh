@@ -5,7 +5,11 @@
 # reboot (a new incarnation), and lose it with the domain.
 set -euo pipefail
 say() { printf '\n== %s\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+# Every command is shown before it runs, as a newcomer would type it.
+show() { printf '$ %s\n' "$*"; }
+run() { show "$@"; "$@"; }
+# A command expected to fail: its error and exit status are shown, the session goes on.
+fails() { show "$@"; local status=0; "$@" 2>&1 || status=$?; echo "(exit status $status)"; }
 
 name="demo-web-$$"
 cfg=$(mktemp)
@@ -18,9 +22,11 @@ disk = [ "/var/lib/images/$name.qcow2,qcow2,xvda,rw" ]
 CFG
 
 say "xl create: the toolstack creates the domain and keeps its config as userid 'xl'"
+show domdata domain create "$name"
 domid=$(domdata domain create "$name")
-echo "created $name as domid $domid"
+echo "$domid"
 run domdata store "$name" xl "$cfg"
+show "printf 'boot-count=1\n' | domdata store $name org.example.monitor"
 printf 'boot-count=1\n' | domdata store "$name" org.example.monitor
 run domdata list "$domid"
 
@@ -32,25 +38,30 @@ domdata lock "$name" -- sh -c "$update"
 run domdata show "$name" xl
 
 say "reboot: a new incarnation (same uuid); only what the toolstack carries over survives"
-uuid=$(domdata domain list --json | python3 -c "import json,sys; print(next(d['uuid'] for d in json.load(sys.stdin) if d['name'] == '$name'))")
+pick_uuid="import json,sys; print(next(d['uuid'] for d in json.load(sys.stdin) if d['name'] == '$name'))"
+show "uuid=\$(domdata domain list --json | python3 -c \"$pick_uuid\")"
+uuid=$(domdata domain list --json | python3 -c "$pick_uuid")
+show domdata retrieve "$domid" xl ">$cfg"
 domdata retrieve "$domid" xl >"$cfg"
 run domdata domain destroy "$domid"
+show domdata domain create "$name" --uuid "$uuid"
 newdomid=$(domdata domain create "$name" --uuid "$uuid")
-domdata store "$newdomid" xl "$cfg"
-echo "$name runs again as domid $newdomid (the lowest free domid), uuid $uuid"
+echo "$newdomid"
+run domdata store "$newdomid" xl "$cfg"
+echo "($name runs again as domid $newdomid, the lowest free domid, with the same uuid)"
 run domdata list "$newdomid"
 echo "(org.example.monitor belonged to the old incarnation and went with it)"
-printf '$ domdata retrieve %s org.example.monitor   # absent: no output, exit 0\n' "$newdomid"
+show domdata retrieve "$newdomid" org.example.monitor "  # absent: no output, exit 0"
 domdata retrieve "$newdomid" org.example.monitor
-echo "exit status $?"
+echo "(exit status $?)"
 
 say "bad input is refused with a named error and changes nothing"
-printf '$ domdata store %s ../escape < %s\n' "$name" "$cfg"
-status=0; domdata store "$name" ../escape <"$cfg" || status=$?
-echo "exit status $status"
+show domdata store "$name" ../escape "<$cfg"
+status=0; domdata store "$name" ../escape <"$cfg" 2>&1 || status=$?
+echo "(exit status $status: InvalidUserid)"
 
 say "xl destroy: the domain goes, and its data with it"
 run domdata domain destroy "$name"
-status=0; domdata retrieve "$newdomid" xl 2>&1 || status=$?
-echo "exit status $status (DomainNotFound)"
+echo "(the domain is gone: a call on it now fails with DomainNotFound, exit status 3)"
+fails domdata retrieve "$newdomid" xl
 run domdata reap --dry-run

@@ -13,7 +13,7 @@ The Python counterpart of libxl's userdata calls::
         dd.destroy(dom.domid)                   # the domain and its data go
 """
 
-from ._context import DEFAULT_LOCK_TIMEOUT, Context, ReapReport, bind, open
+from ._context import DEFAULT_LOCK_TIMEOUT, Context, ReapReport, StoreInfo, bind, open
 from ._errors import (
     CorruptItem,
     DataTooLarge,
@@ -45,6 +45,17 @@ from ._types import (
 )
 from ._userid import check_userid
 
+
+def __getattr__(name: str) -> str:
+    # domdata.__version__, from the package metadata; importlib.metadata costs
+    # more than the rest of the package, so only when asked.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("domdata")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_MAX_ITEM_SIZE",
@@ -70,6 +81,7 @@ __all__ = [
     "ReapReport",
     "SourceMismatch",
     "SourceUnavailable",
+    "StoreInfo",
     "StoreUnavailable",
     "XenView",
     "bind",

@@ -9,9 +9,11 @@ programs to protect from ``reap`` (see ``reaper.py``).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 
 from . import reaper
@@ -36,6 +38,24 @@ from .stores.base import NO_DOMAIN
 DEFAULT_LOCK_TIMEOUT = 60.0
 
 ReapReport = reaper.ReapReport
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """Which store and source a context uses (``Context.info()``, ``domdata info``)."""
+
+    #: The store's URL (without any password).
+    store: str
+    #: The database file, the directory, or the server and database.
+    location: str
+    #: The store's schema version; None for libxl's layout, which has none.
+    schema_version: int | None
+    #: The domain source in use.
+    source: str
+    #: The source the store records as governing it (DESIGN section 3).
+    bound_source: str | None
+    #: Cluster stores: the host this context speaks for; None elsewhere.
+    host: str | None
 
 
 class Context:
@@ -359,6 +379,20 @@ class Context:
                 governed=self._governed,
             )
 
+    def info(self) -> StoreInfo:
+        """Which store (URL, where, schema version, host) and source this context uses."""
+        with self._mutex:
+            described = self._store.describe()
+            bound = self._store.bound_source()
+        return StoreInfo(
+            self._store.url,
+            described.location,
+            described.schema_version,
+            self._source.spec,
+            bound,
+            described.host,
+        )
+
     # -- lifetime ----------------------------------------------------------
 
     def close(self) -> None:
@@ -404,10 +438,15 @@ def _govern(store: Store, source: DomainSource, bound: str | None, *, named: boo
     return True
 
 
+def _url(store: str | None) -> str:
+    """The store URL: as given, else ``$DOMDATA_STORE`` (as the command line), else the default."""
+    return store or os.environ.get("DOMDATA_STORE") or default_url()
+
+
 def _open(
     store: str | None, domains: str | None, options: StoreOptions
 ) -> tuple[Store, DomainSource, str | None]:
-    opened = open_store(store or default_url(), options)
+    opened = open_store(_url(store), options)
     try:
         bound = opened.bound_source()
         return opened, open_source(domains or bound or "managed", opened), bound
@@ -425,9 +464,10 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     host: str | None = None,
 ) -> Context:
-    """Open a context on the store *store* (a URL; default: SQLite in the user's
-    state directory) with domains from *domains* (``managed``, ``libvirt:<uri>``
-    or ``xen``; default: the source the store records, else ``managed``).
+    """Open a context on the store *store* (a URL; default: ``$DOMDATA_STORE``,
+    else SQLite in the user's state directory) with domains from *domains*
+    (``managed``, ``libvirt:<uri>`` or ``xen``; default: the source the store
+    records, else ``managed``).
 
     A store is governed by one source, recorded the first time it is used:
     naming another one raises SourceMismatch before anything is read or
@@ -448,7 +488,7 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
 
 def recorded_source(store: str | None, *, host: str | None = None) -> str | None:
     """The source *store* records as governing it (this host's part), if any."""
-    opened = open_store(store or default_url(), StoreOptions(host=host))
+    opened = open_store(_url(store), StoreOptions(host=host))
     try:
         return opened.bound_source()
     finally:

@@ -9,7 +9,7 @@ Exit statuses (one per error class; 2 is click's usage error):
 3     DomainNotFound     4  InvalidUserid     5  DataTooLarge
 6     LockTimeout        7  StoreUnavailable  8  CorruptItem
 9     DomainExists       10 SourceUnavailable 11 NotManaged
-12    ReapRefused        13 SourceMismatch
+12    ReapRefused        15 SourceMismatch    16 NotClustered
 ====  =====================================================================
 
 ``lock DOM -- COMMAND`` exits with COMMAND's status (128+N if signal N killed it).
@@ -18,13 +18,11 @@ Exit statuses (one per error class; 2 is click's usage error):
 from __future__ import annotations
 
 import dataclasses
-import json
+import importlib
 import os
-import signal
-import subprocess
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, BinaryIO, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
 
 import click
 
@@ -32,6 +30,9 @@ from . import _errors as errors
 from ._context import DEFAULT_LOCK_TIMEOUT, Context
 from ._context import open as open_context
 from ._types import DEFAULT_MAX_ITEM_SIZE, MAX_DOMID, Domain, Incarnation, Item, canonical_uuid, uuid_shaped
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,7 +49,8 @@ EXIT_STATUS: dict[type[errors.Error], int] = {
     errors.SourceUnavailable: 10,
     errors.NotManaged: 11,
     errors.ReapRefused: 12,
-    errors.SourceMismatch: 13,
+    errors.SourceMismatch: 15,
+    errors.NotClustered: 16,
 }
 #: Set by ``domdata lock`` for COMMAND: the lock it holds on COMMAND's behalf.
 LOCKED_ENV = "DOMDATA_LOCKED"
@@ -84,6 +86,8 @@ def _adopt_inherited_lock(ctx: Context) -> None:
     held = os.environ.get(LOCKED_ENV)
     if not held:
         return
+    import json
+
     try:
         lock = json.loads(held)
         os.kill(lock["pid"], 0)
@@ -94,7 +98,27 @@ def _adopt_inherited_lock(ctx: Context) -> None:
 
 
 class _Shell(click.Group):
-    """Turns a domdata error into one line on stderr and its exit status."""
+    """Turns a domdata error into one line on stderr and its exit status.
+
+    The commands in ``lazy`` live in modules of their own, imported only when
+    one of them runs (or help lists them): start-up pays for what runs.
+    """
+
+    lazy: ClassVar[dict[str, str]] = {
+        "export": "domdata._cli.transfer:export",
+        "import": "domdata._cli.transfer:import_",
+        "info": "domdata._cli.info:info",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, _, name = self.lazy[cmd_name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), name)
+            return command
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -121,17 +145,58 @@ def _dom(ctx: click.Context | None, param: click.Parameter | None, value: str | 
     return value
 
 
+def _complete_dom(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    from ._cli.complete import domains
+
+    return domains(ctx, incomplete)
+
+
+def _complete_userid(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    from ._cli.complete import userids
+
+    return userids(ctx, incomplete)
+
+
+def dom_argument(*, required: bool = True) -> Callable[[F], F]:
+    """DOM: parsed by ``_dom``, completed with the live domains' domids and names."""
+    return click.argument("dom", callback=_dom, required=required, shell_complete=_complete_dom)
+
+
+#: USERID, completed with the userids DOM has.
+userid_argument = click.argument("userid", shell_complete=_complete_userid)
+
+
 def _domid(settings: Settings, dom: str) -> int:
     """DOM as a domid: itself if it is one (the call checks it lives), else looked up."""
     return int(dom) if dom.isdigit() else settings.open().domains.find(dom).domid
 
 
 def _json(value: object) -> None:
+    import json
+
     click.echo(json.dumps(value, indent=2))
 
 
 def _as_dict(value: Domain | Item) -> dict[str, Any]:
     return dataclasses.asdict(value)
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, right: Sequence[str] = ()) -> None:
+    """Rows under column headers, aligned (the columns named in *right* to the
+    right); a value the library leaves out (None) prints as ``-``."""
+    lines = [list(headers), *(["-" if cell is None else str(cell) for cell in row] for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
+    for line in lines:
+        cells = (
+            cell.rjust(width) if header in right else cell.ljust(width)
+            for header, cell, width in zip(headers, line, widths, strict=True)
+        )
+        click.echo("  ".join(cells).rstrip())
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 item``, ``2 items``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def json_option(func: F) -> F:
@@ -141,6 +206,7 @@ def json_option(func: F) -> F:
 
 
 @click.group(cls=_Shell, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="domdata", prog_name="domdata", message="%(prog)s %(version)s")
 @click.option(
     "--store",
     envvar="DOMDATA_STORE",
@@ -233,7 +299,7 @@ def domain_create(
 
 
 @domain.command("destroy")
-@click.argument("dom", callback=_dom)
+@dom_argument()
 @pass_settings
 def domain_destroy(settings: Settings, dom: str) -> None:
     """Destroy a managed domain and all its data, in one transaction."""
@@ -251,8 +317,7 @@ def domain_list(settings: Settings, as_json: bool) -> None:
     if as_json:
         _json([_as_dict(d) for d in domains])
         return
-    for d in domains:
-        click.echo(f"{d.domid:>10}  {d.uuid}  {d.name or ''}".rstrip())
+    _table(("DOMID", "UUID", "NAME"), ((d.domid, d.uuid, d.name or "") for d in domains), right=("DOMID",))
 
 
 # -- items ----------------------------------------------------------------------
@@ -264,8 +329,8 @@ def _read_all(stream: BinaryIO, limit: int) -> bytes:
 
 
 @cli.command("store")
-@click.argument("dom", callback=_dom)
-@click.argument("userid")
+@dom_argument()
+@userid_argument
 @click.argument("file", type=click.File("rb"), default="-")
 @pass_settings
 def store_cmd(settings: Settings, dom: str, userid: str, file: BinaryIO) -> None:
@@ -275,8 +340,8 @@ def store_cmd(settings: Settings, dom: str, userid: str, file: BinaryIO) -> None
 
 
 @cli.command()
-@click.argument("dom", callback=_dom)
-@click.argument("userid")
+@dom_argument()
+@userid_argument
 @click.option("-o", "--output", type=click.File("wb"), default="-", help="Write to FILE instead of stdout.")
 @pass_settings
 def retrieve(settings: Settings, dom: str, userid: str, output: BinaryIO) -> None:
@@ -287,16 +352,22 @@ def retrieve(settings: Settings, dom: str, userid: str, output: BinaryIO) -> Non
 
 
 @cli.command()
-@click.argument("dom", callback=_dom)
-@click.argument("userid")
+@dom_argument()
+@userid_argument
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing (the exit status is 0 either way).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"removed": true|false}.')
 @pass_settings
-def unlink(settings: Settings, dom: str, userid: str) -> None:
-    """Delete the item. Deleting an absent item succeeds too."""
-    settings.open().unlink(_domid(settings, dom), userid)
+def unlink(settings: Settings, dom: str, userid: str, quiet: bool, as_json: bool) -> None:
+    """Delete the item and say whether there was one. An absent item succeeds too."""
+    removed = settings.open().unlink(_domid(settings, dom), userid)
+    if as_json:
+        _json({"removed": removed})
+    elif not quiet:
+        click.echo(f"removed {userid} of {dom}" if removed else f"{dom} has no {userid}: nothing to remove")
 
 
 @cli.command("list")
-@click.argument("dom", callback=_dom, required=False)
+@dom_argument(required=False)
 @click.option("--all-hosts", is_flag=True, help="Every host's items (cluster stores).")
 @json_option
 @pass_settings
@@ -307,26 +378,40 @@ def list_cmd(settings: Settings, dom: str | None, all_hosts: bool, as_json: bool
     if as_json:
         _json([_as_dict(i) for i in items])
         return
-    for i in items:
-        host = f"{i.host}  " if all_hosts else ""
-        click.echo(f"{host}{i.domid:>10}  {i.uuid}  {i.size:>10}  {i.userid}")
+    if all_hosts:
+        _table(
+            ("HOST", "DOMID", "UUID", "SIZE", "USERID"),
+            ((i.host, i.domid, i.uuid, i.size, i.userid) for i in items),
+            right=("DOMID", "SIZE"),
+        )
+    else:
+        _table(
+            ("DOMID", "UUID", "SIZE", "USERID"),
+            ((i.domid, i.uuid, i.size, i.userid) for i in items),
+            right=("DOMID", "SIZE"),
+        )
 
 
 @cli.command()
-@click.argument("dom", callback=_dom)
-@click.argument("userid")
+@dom_argument()
+@userid_argument
 @pass_settings
 def show(settings: Settings, dom: str, userid: str) -> None:
-    """Print the item decoded for a person, through the userid registry."""
+    """Print the item decoded for a person, through the userid registry.
+
+    An absent item is said on stderr (exit 0, as for retrieve).
+    """
     from .registry import render
 
     data = settings.open().retrieve(_domid(settings, dom), userid)
     if data:
         click.echo(render(userid, data))
+    else:
+        click.echo(f"domdata: {dom} has no {userid}", err=True)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
-@click.argument("dom", callback=_dom)
+@dom_argument()
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_settings
 def lock(settings: Settings, dom: str, command: Sequence[str]) -> None:
@@ -335,6 +420,9 @@ def lock(settings: Settings, dom: str, command: Sequence[str]) -> None:
     domdata commands that COMMAND runs on DOM, with the same store, use the
     held lock: a shell read-modify-write is safe. Exits with COMMAND's status.
     """
+    import json
+    import subprocess
+
     ctx = settings.open()
     with ctx.lock(_domid(settings, dom)) as incarnation:
         held = {
@@ -349,6 +437,25 @@ def lock(settings: Settings, dom: str, command: Sequence[str]) -> None:
             click.echo(f"domdata: cannot run {command[0]}: {exc.strerror}", err=True)
             status = 127 if isinstance(exc, FileNotFoundError) else 126
     raise SystemExit(128 - status if status < 0 else status)
+
+
+@cli.command()
+@dom_argument()
+@click.option(
+    "--to-domid", type=click.IntRange(0, MAX_DOMID), required=True, metavar="N", help="Its domid there."
+)
+@click.option("--to-host", metavar="HOST", help="The host it goes to [default: this host].")
+@json_option
+@pass_settings
+def migrate(settings: Settings, dom: str, to_domid: int, to_host: str | None, as_json: bool) -> None:
+    """Move DOM's data (and managed record) to domid N on HOST, as the domain
+    migrates, in one transaction (cluster stores: PostgreSQL)."""
+    moved = settings.open().migrate(_domid(settings, dom), to_domid=to_domid, to_host=to_host)
+    if as_json:
+        _json({"items": moved, "domid": to_domid, "host": to_host})
+    else:
+        where = f" on {to_host}" if to_host else ""
+        click.echo(f"moved {_count(moved, 'item')} of {dom} to domid {to_domid}{where}")
 
 
 # -- collection -----------------------------------------------------------------
@@ -380,7 +487,8 @@ def reap(settings: Settings, dry_run: bool, force: bool, as_json: bool) -> None:
         click.echo(f"{verb} {path}")
     for incarnation in report.busy:
         click.echo(f"skipped domain {incarnation}: its lock stayed held")
-    click.echo(f"{verb} {report.items} items of {len(report.incarnations)} dead incarnations")
+    dead = _count(len(report.incarnations), "dead incarnation")
+    click.echo(f"{verb} {_count(report.items, 'item')} of {dead}")
 
 
 @cli.command()
@@ -396,6 +504,7 @@ def reap(settings: Settings, dry_run: bool, force: bool, as_json: bool) -> None:
 def watch(settings: Settings, interval: float) -> None:
     """The daemon: collect the data of each domain incarnation that ends."""
     import logging
+    import signal
     import threading
 
     from .watch import watch as run

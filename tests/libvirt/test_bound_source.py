@@ -94,7 +94,7 @@ def test_the_cli_refuses_with_its_own_status_and_loses_nothing(url: str) -> None
         ctx.store(dom.domid, "xl", b"managed config")
     before = _items(url)
     done = _cli(url, "--domains", LIBVIRT, "reap")
-    assert done.returncode == 13, done.stderr
+    assert done.returncode == 15, done.stderr
     assert done.stderr.count("\n") == 1
     assert "governed by the domain source managed" in done.stderr
     assert _items(url) == before

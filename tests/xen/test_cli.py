@@ -93,7 +93,8 @@ def test_reap_of_libxls_directory_is_allowed_with_xen_only(xen: Hypervisor, tmp_
     assert reaped.returncode == 0, reaped.stderr
     assert json.loads(reaped.stdout)["incarnations"] == [{"domid": dead.domid, "uuid": dead.uuid}]
     # What is left: the live domain's item, and the source the directory now records.
-    assert sorted(os.listdir(store_dir)) == ["domdata-source", f"userdata-d.{live.domid}.{live.uuid}.libxl-json"]
+    left = f"userdata-d.{live.domid}.{live.uuid}.libxl-json"
+    assert sorted(os.listdir(store_dir)) == ["domdata-source", left]
     assert (store_dir / "domdata-source").read_text() == "xen\n"
     read = libxl_userdata(xen, store_dir, "retrieve", live.domid, "libxl-json")
     assert read.returncode == 0, read.stderr

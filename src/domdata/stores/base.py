@@ -28,6 +28,17 @@ from typing import Literal, NamedTuple, Protocol
 from .._types import Domain, Incarnation, Item, XenView
 
 
+class StoreDescription(NamedTuple):
+    """What ``domdata info`` shows of a store (``Store.describe``)."""
+
+    #: The database file, the directory, or the server and database.
+    location: str
+    #: The schema version the store is at; None for a layout without one (libxl's).
+    schema_version: int | None
+    #: Cluster stores: the host this context speaks for.
+    host: str | None = None
+
+
 class Holdings(NamedTuple):
     """What a store holds, in two words."""
 
@@ -115,6 +126,10 @@ class Store(ABC):
     @abstractmethod
     def holdings(self) -> Holdings:
         """Whether the store (this host's part) has any item, any managed domain."""
+
+    @abstractmethod
+    def describe(self) -> StoreDescription:
+        """Where the data is, at which schema version, for which host."""
 
     @abstractmethod
     def close(self) -> None:

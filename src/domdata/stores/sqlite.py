@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from .._errors import DomainExists, InvalidURL, StoreUnavailable
 from .._types import Domain, Incarnation, Item
 from ._ofdlock import RangeLocks
-from .base import NO_DOMAIN, HeldLock, Holdings, NoDomain, OneStepTable, Store, StoreOptions
+from .base import NO_DOMAIN, HeldLock, Holdings, NoDomain, OneStepTable, Store, StoreDescription, StoreOptions
 
 T = TypeVar("T")
 
@@ -252,6 +252,10 @@ class SQLiteStore(Store):
         query = "SELECT EXISTS (SELECT 1 FROM userdata), EXISTS (SELECT 1 FROM domains)"
         items, domains = self._db.query(query).fetchone()
         return Holdings(bool(items), bool(domains))
+
+    def describe(self) -> StoreDescription:
+        version: int = self._db.query("PRAGMA user_version").fetchone()[0]
+        return StoreDescription(path_of(self.url), version)
 
     def close(self) -> None:
         try:

@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 
 from ..._errors import CorruptItem, InvalidUserid, LockTimeout, ReapRefused
 from ..._types import Incarnation, Item, XenView
-from ..base import DomainTable, HeldLock, Holdings, SharedDirectory, StoreOptions
+from ..base import DomainTable, HeldLock, Holdings, SharedDirectory, StoreDescription, StoreOptions
 from ._directory import Directory
 from ._domains import LibxlDomains
 from ._lock import LockFiles
@@ -260,6 +260,9 @@ class LibxlStore(SharedDirectory):
             any(n.startswith("userdata-d.") for n in names),
             any(n.startswith("userdata-m.") and n.endswith(RECORD) for n in names),
         )
+
+    def describe(self) -> StoreDescription:
+        return StoreDescription(self.path, None)
 
     def close(self) -> None:
         self._locks.close()

@@ -17,7 +17,7 @@ import psycopg
 
 from ..._errors import InvalidURL, StoreUnavailable
 from ..._types import Incarnation, Item
-from ..base import ClusterStore, HeldLock, Holdings, OneStepTable, StoreOptions
+from ..base import ClusterStore, HeldLock, Holdings, OneStepTable, StoreDescription, StoreOptions
 from ._connections import printable_url
 from ._domains import PostgreSQLDomains, migrate
 from ._schema import ensure_schema
@@ -156,6 +156,11 @@ class PostgreSQLStore(ClusterStore):
             ).fetchone()
         assert row is not None
         return Holdings(bool(row[0]), bool(row[1]))
+
+    def describe(self) -> StoreDescription:
+        with self._session.connection_for(()) as conn:
+            row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return StoreDescription(self.server, row[0] if row else None, self.host)
 
     def close(self) -> None:
         self._session.close()

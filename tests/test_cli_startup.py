@@ -1,0 +1,64 @@
+"""Start-up: a single-item command imports only what it runs (timings are in
+benchmarks/startup.py; a test asserts what was imported, never how long)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: Modules no single-item command on SQLite needs.
+NOT_NEEDED = [
+    "json",
+    "subprocess",
+    "signal",
+    "logging",
+    "importlib.metadata",
+    "tarfile",
+    "domdata.registry",
+    "domdata.reaper",
+    "psycopg",
+    "libvirt",
+]
+
+PROBE = """
+import sys
+from domdata.cli import main
+try:
+    main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print(sorted(sys.modules), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["retrieve", "web1", "xl"],
+        ["store", "web1", "xl", "-"],
+        ["unlink", "web1", "-q", "xl"],
+        ["list", "web1"],
+    ],
+)
+def test_a_single_item_command_imports_only_what_it_runs(tmp_path: Path, args: list[str]) -> None:
+    env = {**os.environ, "DOMDATA_STORE": f"sqlite://{tmp_path / 'x.db'}"}
+    subprocess.run([sys.executable, "-m", "domdata", "domain", "create", "web1"], env=env, check=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], env=env, input=b"x", capture_output=True, check=True
+    )
+    modules = set(json.loads(probe.stderr.decode().replace("'", '"')))
+    assert "domdata.stores.sqlite" in modules
+    assert [m for m in NOT_NEEDED if m in modules] == []
+
+
+def test_help_and_completion_load_no_command_module_they_do_not_run() -> None:
+    # --help lists every command, so it loads the lazy ones: their imports must stay light.
+    probe = subprocess.run([sys.executable, "-c", PROBE, "--help"], capture_output=True, check=True)
+    modules = set(json.loads(probe.stderr.decode().replace("'", '"')))
+    assert "domdata._cli.transfer" in modules
+    assert [m for m in ("tarfile", "importlib.metadata", "domdata._cli.archive") if m in modules] == []
