@@ -92,6 +92,7 @@ def test_the_archive_is_read_by_tar_itself(here: str, tmp_path: Path) -> None:
 
 def test_an_existing_libxl_directory_is_adopted_into_sqlite(tmp_path: Path, there: str) -> None:
     xen = tmp_path / "xen"
+    xen.mkdir()
     libxl = f"libxl://{xen}"
     domid = filled(libxl, items={"libvirt-xml": b"<domain/>"})
     (uuid,) = {i.uuid for i in domdata.open(libxl).list()}
@@ -179,6 +180,7 @@ def test_a_store_failing_midway_puts_back_what_was_there(here: str, tmp_path: Pa
     filled(here, items={"a": b"new a", "b": b"new b"})
     archive = export(here, "web1")
     xen = tmp_path / "xen"
+    xen.mkdir()
     libxl = f"libxl://{xen}"
     domid = filled(libxl, items={"a": b"old a"})
     (uuid,) = {i.uuid for i in domdata.open(libxl).list()}

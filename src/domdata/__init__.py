@@ -13,7 +13,7 @@ The Python counterpart of libxl's userdata calls::
         dd.destroy(dom.domid)                   # the domain and its data go
 """
 
-from ._context import DEFAULT_LOCK_TIMEOUT, Context, ReapReport, StoreInfo, bind, open
+from ._context import DEFAULT_LOCK_TIMEOUT, Context, StoreInfo, bind, open
 from ._errors import (
     CorruptItem,
     DataTooLarge,
@@ -39,6 +39,7 @@ from ._types import (
     Domain,
     Incarnation,
     Item,
+    ReapReport,
     XenView,
     canonical_uuid,
     parse_dom,

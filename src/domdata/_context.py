@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 
-from . import reaper
 from ._errors import (
     CorruptItem,
     DataTooLarge,
@@ -27,17 +27,30 @@ from ._errors import (
     NotClustered,
     NotManaged,
     SourceMismatch,
+    StoreUnavailable,
 )
-from ._types import DEFAULT_MAX_ITEM_SIZE, Incarnation, Item, check_domid
+from ._types import DEFAULT_MAX_ITEM_SIZE, Domain, Incarnation, Item, ReapReport, check_domid
 from ._userid import check_userid
-from .domains import DomainSource, ManagedDomains, open_source
+from .domains import DomainSource, ManagedDomains, open_source, parse_source
 from .stores import ClusterStore, HeldLock, OneStepTable, Store, StoreOptions, default_url, open_store
 from .stores.base import NO_DOMAIN
 
 #: How long a call waits for a domain's lock before LockTimeout.
 DEFAULT_LOCK_TIMEOUT = 60.0
 
-ReapReport = reaper.ReapReport
+#: Every open context, so that a fork() can mark them as the parent's.
+_CONTEXTS: weakref.WeakSet[Context] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    # In the child: its copies of the parent's contexts share the parent's
+    # locks and connections; using one would break both processes' locking.
+    for ctx in list(_CONTEXTS):
+        ctx._forked_from = ctx._forked_from or ctx._pid
+
+
+os.register_at_fork(after_in_child=_forked)
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +96,10 @@ class Context:
         self._mutex = threading.RLock()
         # Domains whose lock this context holds (``lock()``); None once destroyed.
         self._held: dict[int, Incarnation | None] = {}
+        self._pid = os.getpid()
+        #: The pid of the process that opened this context, once a fork() copied it.
+        self._forked_from: int | None = None
+        _CONTEXTS.add(self)
         # The one-step managed calls, when the store keeps the managed domains and has them.
         table = store.domain_table() if isinstance(source, ManagedDomains) else None
         self._one_step = table if isinstance(table, OneStepTable) else None
@@ -100,6 +117,15 @@ class Context:
     def domains(self) -> DomainSource:
         """The domain source; a ManagedDomains (with create) for ``managed``."""
         return self._source
+
+    def find(self, dom: str) -> Domain:
+        """The live domain that *dom* (a domid, a uuid or a name) names;
+        DomainNotFound naming this store if there is none."""
+        self._usable()
+        try:
+            return self._source.find(dom)
+        except (DomainNotFound, InvalidDomain) as exc:
+            raise type(exc)(exc.what, store=self._store.url, domain=exc.domain) from None
 
     @property
     def managed(self) -> ManagedDomains:
@@ -190,8 +216,17 @@ class Context:
 
     # -- the contract ------------------------------------------------------
 
+    def _usable(self) -> None:
+        if self._forked_from is not None:
+            raise StoreUnavailable(
+                f"this context was opened by process {self._forked_from} and copied by fork():"
+                " open a new one in this process",
+                store=self._store.url,
+            )
+
     def _checked(self, domid: object, userid: object) -> tuple[int, str]:
         """Validate a call's domid and userid; errors name the store and both."""
+        self._usable()
         try:
             return check_domid(domid), check_userid(userid)
         except (InvalidDomain, InvalidUserid) as exc:
@@ -199,6 +234,7 @@ class Context:
             raise type(exc)(exc.what, store=self._store.url, domain=domid, userid=named) from None
 
     def _checked_domid(self, domid: object) -> int:
+        self._usable()
         try:
             return check_domid(domid)
         except InvalidDomain as exc:
@@ -302,6 +338,7 @@ class Context:
         ``all_hosts``, every host's items in a cluster store.
         """
         if domid is None:
+            self._usable()
             with self._mutex:
                 if all_hosts and isinstance(self._store, ClusterStore):
                     return self._store.items_everywhere()
@@ -348,6 +385,7 @@ class Context:
             return moved
 
     def _collect(self, incarnation: Incarnation) -> int:
+        self._usable()
         lock = None
         if incarnation.domid not in self._held:
             lock = self._store.lock(incarnation.domid, incarnation.uuid, self.lock_timeout)
@@ -368,6 +406,9 @@ class Context:
         too. ReapRefused if the store says the source does not govern it
         (``force`` overrides). ``dry_run`` only reports.
         """
+        from . import reaper  # only what reap runs: single calls do not import it
+
+        self._usable()
         with self._mutex:
             return reaper.reap(
                 self._store,
@@ -446,10 +487,19 @@ def _url(store: str | None) -> str:
 def _open(
     store: str | None, domains: str | None, options: StoreOptions
 ) -> tuple[Store, DomainSource, str | None]:
-    opened = open_store(_url(store), options)
+    # A source that lives outside the store is opened first: if it fails, no
+    # store (no database file) was created for nothing.
+    outside = domains is not None and parse_source(domains).kind != "managed"
+    source = open_source(domains, None) if domains is not None and outside else None
+    try:
+        opened = open_store(_url(store), options)
+    except BaseException:
+        if source is not None:
+            source.close()
+        raise
     try:
         bound = opened.bound_source()
-        return opened, open_source(domains or bound or "managed", opened), bound
+        return opened, source or open_source(domains or bound or "managed", opened), bound
     except BaseException:
         opened.close()
         raise

@@ -14,7 +14,8 @@ in a log says what was being done to what::
     ├── LockTimeout         the domain's lock stayed held past the timeout (TimeoutError)
     ├── CorruptItem         an item exists but cannot be valid (an empty libxl file)
     ├── StoreUnavailable    the store cannot be reached or used
-    │   └── InvalidURL      the store URL is malformed or names no known kind of store
+    │   ├── InvalidURL      the store URL is malformed or names no known kind of store
+    │   └── LeftBehind      some files could not be removed; the others were
     ├── SourceUnavailable   the domain source cannot be reached or named
     ├── SourceMismatch      the store is governed by another source than the one named
     ├── NotManaged          create/destroy a domain needs the ``managed`` source
@@ -92,6 +93,24 @@ class StoreUnavailable(Error):
 
 class InvalidURL(StoreUnavailable):
     """The store URL is malformed, or its scheme names no kind of store domdata has."""
+
+
+class LeftBehind(StoreUnavailable):
+    """Removing the files of dead incarnations (libxl) failed for some of them;
+    every other file was removed. ``removed`` counts the items that went,
+    ``left`` lists ``(incarnation, path, reason)`` of what stayed."""
+
+    def __init__(
+        self, removed: int, left: list[tuple[object, str, str]], *, store: str | None = None
+    ) -> None:
+        self.removed = removed
+        self.left = left
+        incarnation, path, reason = left[0]
+        more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
+        super().__init__(
+            f"could not remove {path} of incarnation {incarnation}: {reason}{more}; everything else went",
+            store=store,
+        )
 
 
 class SourceUnavailable(Error):

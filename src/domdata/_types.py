@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 import uuid as _uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ._errors import InvalidDomain
@@ -105,3 +105,16 @@ def canonical_uuid(text: object) -> str:
     if text.lower() != canonical:
         raise InvalidDomain(f"{text!r} is not a uuid in 8-4-4-4-12 form")
     return canonical
+
+
+@dataclass(slots=True)
+class ReapReport:
+    """What ``reap`` removed (or, with ``dry_run``, would remove)."""
+
+    incarnations: list[Incarnation] = field(default_factory=list)
+    items: int = 0
+    leftovers: list[str] = field(default_factory=list)
+    busy: list[Incarnation] = field(default_factory=list)
+    #: What could not be removed, after everything else was: ``LeftBehind.left``.
+    failed: list[tuple[object, str, str]] = field(default_factory=list)
+    dry_run: bool = False

@@ -28,6 +28,11 @@ def _broken_rule(userid: str) -> str:
     return f"{LOCK_USERID!r} is reserved for libxl's lock file"
 
 
+def is_userid(text: str) -> bool:
+    """Whether *text* is a valid userid (a file name in a libxl directory may not be)."""
+    return _VALID.fullmatch(text) is not None and text != LOCK_USERID
+
+
 def check_userid(userid: object) -> str:
     """Return *userid* if it is valid, else raise InvalidUserid naming the broken rule."""
     if userid in _valid_cache:

@@ -5,7 +5,7 @@ Exit statuses (one per error class; 2 is click's usage error):
 ====  =====================================================================
 0     success (an absent item, an idempotent unlink or empty store too)
 1     any other domdata error
-2     usage: unknown option, domid outside 0..2^32-1, malformed uuid...
+2     usage: unknown option, domid outside 0..2^32-1, malformed uuid or store URL...
 3     DomainNotFound     4  InvalidUserid     5  DataTooLarge
 6     LockTimeout        7  StoreUnavailable  8  CorruptItem
 9     DomainExists       10 SourceUnavailable 11 NotManaged
@@ -29,7 +29,16 @@ import click
 from . import _errors as errors
 from ._context import DEFAULT_LOCK_TIMEOUT, Context
 from ._context import open as open_context
-from ._types import DEFAULT_MAX_ITEM_SIZE, MAX_DOMID, Domain, Incarnation, Item, canonical_uuid, uuid_shaped
+from ._types import (
+    DEFAULT_MAX_ITEM_SIZE,
+    MAX_DOMID,
+    Domain,
+    Incarnation,
+    Item,
+    ReapReport,
+    canonical_uuid,
+    uuid_shaped,
+)
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -52,6 +61,14 @@ EXIT_STATUS: dict[type[errors.Error], int] = {
     errors.SourceMismatch: 15,
     errors.NotClustered: 16,
 }
+def exit_status(exc: errors.Error) -> int:
+    """The status a domdata error ends the command with. A malformed store URL
+    is a usage error (2), as a malformed domid is."""
+    if isinstance(exc, errors.InvalidURL):
+        return 2
+    return next((code for cls, code in EXIT_STATUS.items() if isinstance(exc, cls)), 1)
+
+
 #: Set by ``domdata lock`` for COMMAND: the lock it holds on COMMAND's behalf.
 LOCKED_ENV = "DOMDATA_LOCKED"
 
@@ -125,8 +142,7 @@ class _Shell(click.Group):
             return super().invoke(ctx)
         except errors.Error as exc:
             click.echo(f"domdata: {exc}", err=True)
-            status = next((code for cls, code in EXIT_STATUS.items() if isinstance(exc, cls)), 1)
-            ctx.exit(status)
+            ctx.exit(exit_status(exc))
 
 
 def _dom(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> str | None:
@@ -168,7 +184,7 @@ userid_argument = click.argument("userid", shell_complete=_complete_userid)
 
 def _domid(settings: Settings, dom: str) -> int:
     """DOM as a domid: itself if it is one (the call checks it lives), else looked up."""
-    return int(dom) if dom.isdigit() else settings.open().domains.find(dom).domid
+    return int(dom) if dom.isdigit() else settings.open().find(dom).domid
 
 
 def _json(value: object) -> None:
@@ -304,8 +320,8 @@ def domain_create(
 def domain_destroy(settings: Settings, dom: str) -> None:
     """Destroy a managed domain and all its data, in one transaction."""
     ctx = settings.open()
-    managed = ctx.managed
-    ctx.destroy(managed.find(dom).domid)
+    _ = ctx.managed  # NotManaged unless domdata manages the domains
+    ctx.destroy(ctx.find(dom).domid)
 
 
 @domain.command("list")
@@ -467,8 +483,19 @@ def migrate(settings: Settings, dom: str, to_domid: int, to_host: str | None, as
 @json_option
 @pass_settings
 def reap(settings: Settings, dry_run: bool, force: bool, as_json: bool) -> None:
-    """Remove the data of every incarnation that no longer lives, and debris."""
-    report = settings.open().reap(dry_run=dry_run, force=force)
+    """Remove the data of every incarnation that no longer lives, and debris.
+
+    A file that cannot be removed is reported (exit status 7) after everything
+    else was collected.
+    """
+    ctx = settings.open()
+    report = ctx.reap(dry_run=dry_run, force=force)
+    _print_reap(report, as_json)
+    if report.failed:
+        raise errors.LeftBehind(report.items, report.failed, store=ctx.store_url)
+
+
+def _print_reap(report: ReapReport, as_json: bool) -> None:
     if as_json:
         _json(
             {
@@ -477,10 +504,11 @@ def reap(settings: Settings, dry_run: bool, force: bool, as_json: bool) -> None:
                 "incarnations": [i._asdict() for i in report.incarnations],
                 "leftovers": report.leftovers,
                 "busy": [i._asdict() for i in report.busy],
+                "failed": [{"incarnation": str(i), "path": p, "reason": r} for i, p, r in report.failed],
             }
         )
         return
-    verb = "would remove" if dry_run else "removed"
+    verb = "would remove" if report.dry_run else "removed"
     for incarnation in report.incarnations:
         click.echo(f"{verb} domain {incarnation}")
     for path in report.leftovers:

@@ -13,26 +13,14 @@ source that cannot see their domains, and has its debris swept.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
 
-from ._errors import LockTimeout, ReapRefused
-from ._types import Incarnation
+from ._errors import LeftBehind, LockTimeout, ReapRefused
+from ._types import Incarnation, ReapReport
 from .domains import DomainSource
 from .stores import HeldLock, SharedDirectory, Store
 
 #: Reap locks and drops dead incarnations this many at a time (bounded open files).
 BATCH = 256
-
-
-@dataclass(slots=True)
-class ReapReport:
-    """What ``reap`` removed (or, with ``dry_run``, would remove)."""
-
-    incarnations: list[Incarnation] = field(default_factory=list)
-    items: int = 0
-    leftovers: list[str] = field(default_factory=list)
-    busy: list[Incarnation] = field(default_factory=list)
-    dry_run: bool = False
 
 
 def reap(
@@ -88,7 +76,13 @@ def _reap_batch(
                     report.busy.append(incarnation)
                     continue
             locked.append(incarnation)
-        report.items += store.drop(locked)
+        try:
+            report.items += store.drop(locked)
+        except LeftBehind as exc:
+            report.items += exc.removed
+            report.failed.extend(exc.left)
+            stuck = {incarnation for incarnation, _, _ in exc.left}
+            locked = [incarnation for incarnation in locked if incarnation not in stuck]
         report.incarnations.extend(locked)
     finally:
         for lock in locks:

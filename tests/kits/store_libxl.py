@@ -15,6 +15,8 @@ class LibxlKit(StoreKit):
     name = "libxl"
 
     def url(self, tmp_path: Path) -> str:
+        # A libxl store is a directory that exists (domdata never creates one).
+        (tmp_path / "xen").mkdir(exist_ok=True)
         return f"libxl://{tmp_path / 'xen'}"
 
     def end_managed(self, url: str, incarnation: Incarnation) -> None:

@@ -70,6 +70,7 @@ def _lock_is_free(path: Path) -> bool:
 
 def test_a_killed_writer_leaves_libxl_a_complete_item_and_a_free_lock(tmp_path: Path) -> None:
     xen = tmp_path / "xen"
+    xen.mkdir()
     url = f"libxl://{xen}"
     with domdata.open(url) as ctx:
         dom: Domain = ctx.managed.create()
@@ -111,6 +112,7 @@ def _creator(url: str) -> None:
 
 def test_a_killed_create_never_leaves_a_torn_domain_record(tmp_path: Path) -> None:
     xen = tmp_path / "xen"
+    xen.mkdir()
     url = f"libxl://{xen}"
     rng = random.Random(5)
     for _ in range(RECORD_KILLS):

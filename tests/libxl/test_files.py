@@ -23,7 +23,9 @@ from tests.libxl.test_lock import libxl_lock, libxl_unlock
 
 @pytest.fixture
 def xen(tmp_path: Path) -> Path:
-    return tmp_path / "xen"
+    made = tmp_path / "xen"
+    made.mkdir()
+    return made
 
 
 @pytest.fixture
@@ -288,7 +290,6 @@ def test_only_a_source_that_sees_xen_may_reap_a_directory_libxl_shares(
 
 
 def test_managed_reap_is_refused_on_a_directory_of_libxl_domains(xen: Path) -> None:
-    xen.mkdir(exist_ok=True)
     uuid = _uuid.uuid4()
     item = xen / f"userdata-d.3.{uuid}.libxl-json"
     item.write_bytes(b"{}\x00")

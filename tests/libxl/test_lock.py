@@ -65,6 +65,7 @@ print("released", flush=True)
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
+    (tmp_path / "xen").mkdir()
     return f"libxl://{tmp_path / 'xen'}"
 
 

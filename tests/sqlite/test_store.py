@@ -74,6 +74,7 @@ def test_a_relative_path_is_relative_to_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "rel").mkdir()  # domdata creates no directory but the default one
     with domdata.open("sqlite:rel/domdata.db") as ctx:
         ctx.managed.create()
     assert (tmp_path / "rel" / "domdata.db").exists()

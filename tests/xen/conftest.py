@@ -41,6 +41,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     bind-mounted as /var/lib for libxl_userdata."""
     if request.param == "sqlite":
         return f"sqlite://{tmp_path / 'domdata.db'}"
+    (tmp_path / "root" / "xen").mkdir(parents=True)
     return f"libxl://{tmp_path / 'root' / 'xen'}"
 
 

@@ -22,9 +22,10 @@ def test_domain_list_shows_libxls_domains(xen: Hypervisor, shell: Shell) -> None
     dom = xen.start("listed")
     done = shell("domain", "list")
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.decode().splitlines()
-    assert f"{DOM0.domid:>10}  {DOM0.uuid}  Domain-0" in lines
-    assert f"{dom.domid:>10}  {dom.uuid}  listed" in lines
+    rows = [line.split() for line in done.stdout.decode().splitlines()]
+    assert rows[0] == ["DOMID", "UUID", "NAME"]
+    assert [str(DOM0.domid), DOM0.uuid, "Domain-0"] in rows
+    assert [str(dom.domid), dom.uuid, "listed"] in rows
     as_json = json.loads(shell("domain", "list", "--json").stdout)
     assert {"domid": dom.domid, "uuid": dom.uuid, "name": "listed"} in as_json
 

@@ -60,7 +60,7 @@ def export(settings: Settings, dom: str | None, everything: bool, output: Binary
         domains = list(ctx.domains.domains())
     else:
         assert dom is not None
-        domains = [ctx.domains.find(dom)]
+        domains = [ctx.find(dom)]
     exported = 0
     with archive.writing(output, ctx.store_url) as writer, progress(domains, "exporting") as bar:
         for domain in bar:

@@ -32,10 +32,12 @@ def parse_source(spec: str) -> SourceSpec:
     raise SourceUnavailable(f"unknown domain source {spec!r} ({_KNOWN})")
 
 
-def open_source(spec: str, store: Store) -> DomainSource:
+def open_source(spec: str, store: Store | None) -> DomainSource:
     """The source *spec* names; ``managed`` keeps its domains in *store*."""
     parsed = parse_source(spec)
     if parsed.kind == "managed":
+        if store is None:
+            raise TypeError("the managed source keeps its domains in a store")
         return ManagedDomains(store.domain_table())
     if parsed.kind == "xen":
         from .xen import XenDomains  # loads libxenlight: only when asked for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from .._errors import InvalidURL, StoreUnavailable
 from .base import (
@@ -38,10 +38,17 @@ _BACKENDS = {
 
 
 def default_url() -> str:
-    """``sqlite:///<user state dir>/domdata.db`` (platformdirs)."""
+    """``sqlite:///<user state dir>/domdata.db`` (platformdirs), the directory
+    created if need be: the one directory domdata ever creates."""
     from platformdirs import user_state_path
 
-    return f"sqlite://{Path(user_state_path('domdata')) / 'domdata.db'}"
+    state = Path(user_state_path("domdata"))
+    try:
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:
+        raise StoreUnavailable(f"cannot create the state directory {state}: {exc}") from exc
+    # Escaped: a '#', '?' or '%' in XDG_STATE_HOME is part of the path.
+    return f"sqlite://{quote(str(state / 'domdata.db'))}"
 
 
 def open_store(url: str, options: StoreOptions) -> Store:

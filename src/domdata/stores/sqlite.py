@@ -8,17 +8,18 @@ acts on its item (``OneStepTable``), under the domain's range lock.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn, TypeVar
-from urllib.parse import unquote, urlsplit
 
-from .._errors import DomainExists, InvalidURL, StoreUnavailable
+from .._errors import DomainExists, InvalidURL, LockTimeout, StoreUnavailable
 from .._types import Domain, Incarnation, Item
 from ._ofdlock import RangeLocks
+from ._url import local_path
 from .base import NO_DOMAIN, HeldLock, Holdings, NoDomain, OneStepTable, Store, StoreDescription, StoreOptions
 
 T = TypeVar("T")
@@ -72,18 +73,18 @@ _FREE_DOMID = (
     " UNION ALL SELECT d.domid + 1 FROM domains d WHERE d.domid >= 1"
     " AND NOT EXISTS (SELECT 1 FROM domains e WHERE e.domid = d.domid + 1) LIMIT 1"
 )
-#: How long one statement waits for another writer (SQLite's busy handler).
-BUSY_TIMEOUT_MS = 5000
-#: How long a write keeps retrying SQLITE_BUSY before StoreUnavailable.
-BUSY_DEADLINE = 60.0
+#: How long one statement waits for another writer (SQLite's busy handler), at most.
+BUSY_TIMEOUT = 5.0
+#: A new database file: only its owner may read it (-wal and -shm take its mode).
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def path_of(url: str) -> str:
     """``sqlite:///abs/path`` -> ``/abs/path``; ``sqlite:rel/path`` -> ``rel/path``."""
-    parts = urlsplit(url)
-    if parts.netloc or not parts.path:
-        raise InvalidURL("a SQLite URL is sqlite:///absolute/path or sqlite:relative/path", store=url)
-    return unquote(parts.path)
+    path = local_path(url, "sqlite:///absolute/path or sqlite:relative/path")
+    if path.endswith("/") or Path(path).name in (":memory:", "", ".", ".."):
+        raise InvalidURL("a SQLite store is a file: name it (an in-memory database keeps nothing)", store=url)
+    return path
 
 
 def _busy(exc: sqlite3.Error) -> bool:
@@ -100,17 +101,34 @@ class Database:
     fails as StoreUnavailable, a write retried while another writer is busy,
     and a transaction."""
 
-    def __init__(self, path: str, url: str) -> None:
+    def __init__(self, path: str, url: str, lock_timeout: float) -> None:
         self.url = url
+        #: How long a write waits for another writer before LockTimeout.
+        self.lock_timeout = lock_timeout
+        parent = os.path.dirname(path) or "."
+        if not os.path.isdir(parent):
+            raise StoreUnavailable(f"the directory {parent} does not exist (domdata creates none)", store=url)
         try:
-            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(path, _NEW_FILE, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create {path}: {exc.strerror}", store=url) from exc
+        try:
             self.connection = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+                path, isolation_level=None, check_same_thread=False, timeout=min(BUSY_TIMEOUT, lock_timeout)
             )
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open {path}: {exc}", store=url) from exc
 
     def fail(self, exc: sqlite3.Error, domain: object = None, userid: str | None = None) -> NoReturn:
+        if _busy(exc):
+            raise LockTimeout(
+                f"another writer has held the database for {self.lock_timeout:g} s",
+                store=self.url,
+                domain=domain,
+                userid=userid,
+            ) from exc
         raise StoreUnavailable(f"SQLite: {exc}", store=self.url, domain=domain, userid=userid) from exc
 
     def query(self, sql: str, params: Sequence[object] = (), domain: object = None) -> sqlite3.Cursor:
@@ -122,7 +140,7 @@ class Database:
 
     def retry(self, call: Callable[[], T], domain: object = None, userid: str | None = None) -> T:
         """Run *call*, again while SQLite says another connection is busy."""
-        deadline = time.monotonic() + BUSY_DEADLINE
+        deadline = time.monotonic() + self.lock_timeout
         while True:
             try:
                 return call()
@@ -140,11 +158,15 @@ class Database:
 
     @contextmanager
     def transact(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; SQLite's
+        errors inside become domdata's."""
         db = self.connection
         self.retry(lambda: db.execute("BEGIN IMMEDIATE"))
         try:
             yield db
+        except sqlite3.Error as exc:
+            db.rollback()
+            self.fail(exc)
         except BaseException:
             db.rollback()
             raise
@@ -155,24 +177,39 @@ class Database:
             raise
 
     def setup(self, durable: bool) -> None:
-        """WAL, the durability asked for, and the schema: the migrations it
-        lacks, applied in one transaction."""
+        """Refuse a database that is not domdata's (or is of a newer domdata)
+        before changing anything in it; then WAL, the durability asked for, and
+        the migrations the schema lacks, applied in one transaction."""
         db = self.connection
+        version = self.query("PRAGMA user_version").fetchone()[0]
+        self._refuse(version)
         self.retry(lambda: db.execute("PRAGMA journal_mode = WAL"))
         db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        if version == SCHEMA_VERSION:
             return
         with self.transact():
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreUnavailable(
-                    f"schema version {version} is newer than this domdata knows ({SCHEMA_VERSION})",
-                    store=self.url,
-                )
+            self._refuse(version)
             for migration in MIGRATIONS[version:]:
                 for statement in migration:
                     db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _refuse(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"schema version {version} is newer than this domdata knows ({SCHEMA_VERSION}):"
+                " upgrade domdata; nothing was changed",
+                store=self.url,
+            )
+        if version == 0:
+            found = self.query("SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 3")
+            tables = [row[0] for row in found]
+            if tables:
+                raise StoreUnavailable(
+                    f"not a domdata database (it has tables {', '.join(tables)}): nothing was changed",
+                    store=self.url,
+                )
 
     def close(self) -> None:
         self.connection.close()
@@ -184,17 +221,19 @@ class SQLiteStore(Store):
     def __init__(self, url: str, options: StoreOptions) -> None:
         self.url = url
         path = path_of(url)
-        self._db = Database(path, url)
+        self._db = Database(path, url, options.lock_timeout)
+        try:
+            self._db.setup(options.durable)
+        except BaseException:
+            self._db.close()
+            raise
         try:
             self._locks = RangeLocks(path + "-locks", url)
         except OSError as exc:
             self._db.close()
-            raise StoreUnavailable(f"cannot open the lock file {path}-locks: {exc}", store=url) from exc
-        try:
-            self._db.setup(options.durable)
-        except BaseException:
-            self.close()
-            raise
+            raise StoreUnavailable(
+                f"cannot open the lock file {path}-locks: {exc.strerror}", store=url
+            ) from exc
         self._domains = _SQLiteDomains(self._db, self._locks)
 
     def lock(self, domid: int, uuid: str | None, timeout: float) -> HeldLock:

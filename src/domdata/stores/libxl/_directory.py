@@ -23,7 +23,7 @@ class Directory:
         self.path = dir_of(url)
         self.durable = durable
         try:
-            os.makedirs(self.path, mode=0o700, exist_ok=True)
+            # Never created: a typo must not look like an empty store.
             self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise StoreUnavailable(

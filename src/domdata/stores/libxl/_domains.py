@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Callable, Collection, Iterable, Sequence
 
-from ..._errors import DomainExists
+from ..._errors import DomainExists, StoreUnavailable
 from ..._types import Domain, Incarnation
 from ..base import DomainTable
 from ._directory import Directory
@@ -25,10 +26,15 @@ class LibxlDomains(DomainTable):
     """
 
     def __init__(
-        self, directory: Directory, drop: Callable[[Collection[Incarnation]], int], lock_timeout: float
+        self,
+        directory: Directory,
+        files_of: Callable[[Collection[Incarnation]], list[Entry]],
+        drop: Callable[[Collection[Incarnation]], int],
+        lock_timeout: float,
     ) -> None:
         self._dir = directory
-        #: The store's ``drop``: removing a domain removes its files.
+        #: The store's ``files_of`` and ``drop``: removing a domain removes its files.
+        self._files_of = files_of
         self._drop = drop
         self._lock_timeout = lock_timeout
         #: domid -> the domain last read and its record's name, trusted while the
@@ -63,6 +69,21 @@ class LibxlDomains(DomainTable):
         return domain
 
     def remove(self, incarnation: Incarnation) -> int:
+        # All or nothing, as the user sees it: a file that cannot be unlinked
+        # (a directory at an item's path) refuses the destroy before anything goes.
+        for entry in self._files_of([incarnation]):
+            try:
+                info = os.stat(entry.name, dir_fd=self._dir.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self._dir.fail(f"cannot destroy: {entry.name}", exc, incarnation)
+            if stat.S_ISDIR(info.st_mode):
+                raise StoreUnavailable(
+                    f"cannot destroy: {entry.name} is a directory, not a file: nothing was removed",
+                    store=self._dir.url,
+                    domain=incarnation,
+                )
         # The record goes first: a crash before the items go leaves a dead
         # incarnation's data, which reap collects; never a live domain missing some.
         self._cache.pop(incarnation.domid, None)

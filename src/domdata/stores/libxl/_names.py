@@ -10,10 +10,10 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
-from urllib.parse import unquote, urlsplit
 
 from ..._errors import InvalidURL
 from ..._types import Incarnation
+from .._url import local_path
 
 LOCK_USERID = "domain-userdata-lock"
 RECORD_SUFFIX = "domdata-domain"
@@ -39,10 +39,12 @@ CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 def dir_of(url: str) -> str:
     """``libxl:///var/lib/xen`` -> ``/var/lib/xen``; ``libxl:rel/dir`` -> ``rel/dir``."""
-    parts = urlsplit(url)
-    if parts.netloc or not parts.path:
-        raise InvalidURL("a libxl URL is libxl:///absolute/dir (libxl:///var/lib/xen)", store=url)
-    return unquote(parts.path)
+    path = local_path(url, "libxl:///absolute/dir (libxl:///var/lib/xen)")
+    if os.path.normpath(path) == "/":
+        raise InvalidURL(
+            "libxl:/// names the root directory: name the store's (libxl:///var/lib/xen)", store=url
+        )
+    return path
 
 
 def item_name(kind: str, incarnation: Incarnation, userid: str) -> str:

@@ -7,8 +7,9 @@ import os
 import stat
 from collections.abc import Collection, Sequence
 
-from ..._errors import CorruptItem, InvalidUserid, LockTimeout, ReapRefused
+from ..._errors import CorruptItem, InvalidUserid, LeftBehind, LockTimeout, ReapRefused
 from ..._types import Incarnation, Item, XenView
+from ..._userid import is_userid
 from ..base import DomainTable, HeldLock, Holdings, SharedDirectory, StoreDescription, StoreOptions
 from ._directory import Directory
 from ._domains import LibxlDomains
@@ -41,7 +42,7 @@ class LibxlStore(SharedDirectory):
         self.path = self._dir.path
         self._locks = LockFiles(self._dir)
         self._lock_timeout = options.lock_timeout
-        self._domains = LibxlDomains(self._dir, self.drop, options.lock_timeout)
+        self._domains = LibxlDomains(self._dir, self.files_of, self.drop, options.lock_timeout)
 
     def _name(self, kind: str, incarnation: Incarnation, userid: str) -> str:
         # The contract layer validated the userid; a '/' here would leave the directory.
@@ -110,6 +111,8 @@ class LibxlStore(SharedDirectory):
             entries = [Entry(n, "d", incarnation, n[len(prefix) :]) for n in names if n.startswith(prefix)]
         items = []
         for entry in entries:
+            if not is_userid(entry.rest):
+                continue  # a file no call can name (a newline, a glob character...)
             try:
                 info = os.stat(entry.name, dir_fd=self._dir.fd, follow_symlinks=False)
             except FileNotFoundError:
@@ -119,27 +122,43 @@ class LibxlStore(SharedDirectory):
         items.sort(key=lambda item: (item.domid, item.uuid, item.userid))
         return items
 
+    def files_of(self, incarnations: Collection[Incarnation]) -> list[Entry]:
+        """Every file of these incarnations, found in one scan of the directory."""
+        keys = {f"{domid}.{uuid}" for domid, uuid in incarnations}
+        # key_of() inlined: this sieve runs over the whole directory once per batch.
+        names = [n for n in self._dir.listdir() if n[11 : n.find(".", 11) + 37] in keys]
+        return [e for e in parse(names) if e.incarnation in incarnations]
+
     def drop(self, incarnations: Collection[Incarnation]) -> int:
         """Unlink every file of these incarnations (one scan): items, temps, the
-        managed record, then the lock files, each only while it is held."""
+        managed record, then the lock files, each only while it is held. A
+        file that cannot go stays with its incarnation's lock file, and the
+        rest goes on: LeftBehind at the end says what stayed."""
         doomed = set(incarnations)
         if not doomed:
             return 0
-        keys = {f"{domid}.{uuid}" for domid, uuid in doomed}
-        # key_of() inlined: this sieve runs over the whole directory once per batch.
-        names = [n for n in self._dir.listdir() if n[11 : n.find(".", 11) + 37] in keys]
-        entries = [e for e in parse(names) if e.incarnation in doomed]
+        entries = self.files_of(doomed)
         removed = 0
+        left: list[tuple[object, str, str]] = []
+        for entry in entries:
+            if entry.kind == "l":
+                continue
+            try:
+                if self._dir.unlink(entry.name) and entry.kind == "d":
+                    removed += 1
+            except OSError as exc:
+                path = os.path.join(self.path, entry.name)
+                left.append((entry.incarnation, path, exc.strerror or str(exc)))
+        stuck = {incarnation for incarnation, _, _ in left}
         try:
             for entry in entries:
-                if entry.kind != "l" and self._dir.unlink(entry.name) and entry.kind == "d":
-                    removed += 1
-            for entry in entries:
-                if entry.kind == "l":
+                if entry.kind == "l" and entry.incarnation not in stuck:
                     self._locks.unlink_lock(entry)
             self._dir.sync()
         except OSError as exc:
             self._dir.fail("cannot remove a dead domain's files", exc)
+        if left:
+            raise LeftBehind(removed, left, store=self.url)
         return removed
 
     def incarnations(self) -> set[Incarnation]:

@@ -18,7 +18,7 @@ import psycopg
 from ..._errors import InvalidURL, StoreUnavailable
 from ..._types import Incarnation, Item
 from ..base import ClusterStore, HeldLock, Holdings, OneStepTable, StoreDescription, StoreOptions
-from ._connections import printable_url
+from ._connections import one_line, printable_url, server_of
 from ._domains import PostgreSQLDomains, migrate
 from ._schema import ensure_schema
 from ._session import Session
@@ -60,17 +60,15 @@ class PostgreSQLStore(ClusterStore):
         except psycopg.Error as exc:
             raise InvalidURL(f"not a PostgreSQL URL: {exc}", store=self.url) from exc
         timeout = float(params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
-        self._session = Session(url, self.url, params, timeout, self.host, options.durable)
-        self.server = self._session.server
+        self.server = server_of(params)
+        # One connection of its own first: a server that refuses is an error at
+        # once, not after the pool's timeout; it brings the schema up to date.
         try:
-            with self._session.pooled() as conn:
-                ensure_schema(conn, self.url)
+            with psycopg.connect(url, autocommit=True, connect_timeout=round(timeout)) as first:
+                ensure_schema(first, self.url)
         except psycopg.Error as exc:
-            self.close()
-            self._session.fail(exc)
-        except BaseException:
-            self.close()
-            raise
+            raise StoreUnavailable(f"cannot use the {self.server}: {one_line(exc)}", store=self.url) from exc
+        self._session = Session(url, self.url, params, timeout, self.host, options.durable)
         self._domains = PostgreSQLDomains(self._session)
 
     def lock(self, domid: int, uuid: str | None, timeout: float) -> HeldLock:

@@ -30,6 +30,15 @@ def printable_url(url: str) -> str:
     return url
 
 
+def server_of(params: dict[str, Any]) -> str:
+    """How errors name the server: host (or socket directory), port, database."""
+    return "PostgreSQL server {}:{} database {}".format(
+        params.get("host") or "(default socket)",
+        params.get("port") or 5432,
+        params.get("dbname") or "(default)",
+    )
+
+
 def one_line(exc: BaseException) -> str:
     """libpq's messages span lines (a hint on the second): errors are one line."""
     return " ".join(str(exc).split())

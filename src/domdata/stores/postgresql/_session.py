@@ -21,7 +21,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..._errors import LockTimeout, StoreUnavailable
-from ._connections import Connection, drop_if_hung_up, hung_up, one_line, session_setup
+from ._connections import Connection, drop_if_hung_up, hung_up, one_line, server_of, session_setup
 from ._schema import milliseconds
 
 #: The resident connection, the one pinned by ``lock()``, two for other threads.
@@ -52,11 +52,7 @@ class Session:
     ) -> None:
         self.url = printable
         self.host = host
-        self.server = "PostgreSQL server {}:{} database {}".format(
-            params.get("host") or "(default socket)",
-            params.get("port") or 5432,
-            params.get("dbname") or "(default)",
-        )
+        self.server = server_of(params)
         self._url = url
         self._timeout = timeout
         self._kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": round(timeout)}
