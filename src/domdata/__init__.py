@@ -13,8 +13,10 @@ The Python counterpart of libxl's userdata calls::
         dd.destroy(dom.domid)                   # the domain and its data go
 """
 
+from ._changes import Change, Listing, Retention
 from ._context import DEFAULT_LOCK_TIMEOUT, Context, ReapReport, open
 from ._errors import (
+    ChangesLost,
     CorruptItem,
     DataTooLarge,
     DomainExists,
@@ -35,6 +37,8 @@ from ._userid import check_userid
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_MAX_ITEM_SIZE",
+    "Change",
+    "ChangesLost",
     "Context",
     "CorruptItem",
     "DataTooLarge",
@@ -47,10 +51,12 @@ __all__ = [
     "InvalidDomain",
     "InvalidUserid",
     "Item",
+    "Listing",
     "LockTimeout",
     "NotManaged",
     "ReapRefused",
     "ReapReport",
+    "Retention",
     "SourceUnavailable",
     "StoreUnavailable",
     "check_userid",

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from ._changes import Change, ChangeFeed, ChangeOp, Retention
 from ._errors import (
     DataTooLarge,
     DomainNotFound,
@@ -17,6 +18,7 @@ from ._errors import (
     InvalidUserid,
     LockTimeout,
     NotManaged,
+    StoreUnavailable,
 )
 from ._types import DEFAULT_MAX_ITEM_SIZE, Incarnation, Item, check_domid
 from ._userid import check_userid
@@ -252,14 +254,37 @@ class Context:
 
         With a domid: DomainNotFound if it is not alive. Without: every item,
         dead incarnations' included (what ``reap`` would collect); with
-        ``all_hosts``, every host's items in a cluster store.
+        ``all_hosts``, every host's items in a cluster store. On a store with
+        a change feed the list is a Listing: its ``rev`` is the revision it
+        reflects, to follow ``changes`` from.
         """
+        feed = self._store if isinstance(self._store, ChangeFeed) else None
         if domid is None:
             with self._mutex:
+                if feed is not None:
+                    return feed.listing(None, all_hosts)
                 return self._store.items_everywhere() if all_hosts else self._store.items(None)
         domid = self._checked_domid(domid)
         with self._mutex, self._locked(domid) as incarnation:
-            return self._store.items(incarnation)
+            return self._store.items(incarnation) if feed is None else feed.listing(incarnation, False)
+
+    def changes(
+        self, domid: int | None = None, since: int | None = None, follow: bool = False
+    ) -> Iterator[Change]:
+        """The changes to items (of one domid, or all) after revision *since*, in
+        revision order; every retained one if *since* is None. With *follow*,
+        then wait and yield each new change as it commits, from any process.
+
+        ChangesLost (at once) if the changes after *since* are no longer kept:
+        list again and follow from ``list(...).rev``.
+        """
+        if domid is not None:
+            domid = self._checked_domid(domid)
+        if since is not None and (type(since) is not int or since < 0):
+            raise InvalidData(f"since is a revision, an int >= 0 (not {since!r})", store=self._store.url)
+        if not isinstance(self._store, ChangeFeed):
+            raise StoreUnavailable("this store keeps no change feed", store=self._store.url)
+        return self._store.changes(domid, since, follow)
 
     def destroy(self, domain: int | Incarnation) -> int:
         """The domain is going away: remove all its data; how many items went.
@@ -277,7 +302,8 @@ class Context:
                 if isinstance(self._source, ManagedDomains):
                     removed = self._source.remove(incarnation)
                 else:
-                    removed = self._store.drop([incarnation])
+                    with self._removing("destroy"):
+                        removed = self._store.drop([incarnation])
                 if domid in self._held:
                     self._held[domid] = None
                 return removed
@@ -294,6 +320,9 @@ class Context:
                 # The incarnation lives elsewhere now: later calls in the block fail.
                 self._held[domid] = None
             return moved
+
+    def _removing(self, op: ChangeOp) -> AbstractContextManager[None]:
+        return self._store.removing(op) if isinstance(self._store, ChangeFeed) else nullcontext()
 
     def _collect(self, incarnation: Incarnation) -> int:
         lock = None
@@ -376,14 +405,20 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     max_item_size: int = DEFAULT_MAX_ITEM_SIZE,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     host: str | None = None,
+    changes_retention: Retention | None = None,
 ) -> Context:
     """Open a context on the store *store* (a URL; default: SQLite in the user's
     state directory) with domains from *domains* (``managed`` or ``libvirt:<uri>``).
 
     ``durable=False`` skips the fsync / synchronous commit of each write: an
     item stored just before a machine crash may be lost (never torn).
+    ``changes_retention`` sets how long the store keeps its change feed (for
+    every user of the store; None leaves it as it is, by default 24 h and
+    100,000 changes).
     """
-    options = StoreOptions(durable=durable, managed=domains == "managed", host=host)
+    options = StoreOptions(
+        durable=durable, managed=domains == "managed", host=host, retention=changes_retention
+    )
     opened = open_store(store or default_url(), options)
     try:
         source = open_source(domains, opened)

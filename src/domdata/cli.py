@@ -9,7 +9,7 @@ Exit statuses (one per error class; 2 is click's usage error):
 3     DomainNotFound     4  InvalidUserid     5  DataTooLarge
 6     LockTimeout        7  StoreUnavailable  8  CorruptItem
 9     DomainExists       10 SourceUnavailable 11 NotManaged
-12    ReapRefused
+12    ReapRefused        13 ChangesLost
 ====  =====================================================================
 
 ``lock DOM -- COMMAND`` exits with COMMAND's status (128+N if signal N killed it).
@@ -48,6 +48,7 @@ EXIT_STATUS: dict[type[errors.Error], int] = {
     errors.SourceUnavailable: 10,
     errors.NotManaged: 11,
     errors.ReapRefused: 12,
+    errors.ChangesLost: 13,
 }
 #: Set by ``domdata lock`` for COMMAND: the lock it holds on COMMAND's behalf.
 LOCKED_ENV = "DOMDATA_LOCKED"
@@ -298,18 +299,66 @@ def unlink(settings: Settings, dom: str, userid: str) -> None:
 @cli.command("list")
 @click.argument("dom", callback=_dom, required=False)
 @click.option("--all-hosts", is_flag=True, help="Every host's items (cluster stores).")
+@click.option(
+    "--with-rev", is_flag=True, help='Also the revision the list reflects (JSON: {"rev": N, "items": [...]}).'
+)
 @json_option
 @pass_settings
-def list_cmd(settings: Settings, dom: str | None, all_hosts: bool, as_json: bool) -> None:
+def list_cmd(settings: Settings, dom: str | None, all_hosts: bool, with_rev: bool, as_json: bool) -> None:
     """List userids and sizes of DOM's items, or of every item in the store."""
     ctx = settings.open()
     items = ctx.list(None if dom is None else _domid(settings, dom), all_hosts=all_hosts)
+    rev = _listing_rev(settings, items) if with_rev else None
     if as_json:
-        _json([_as_dict(i) for i in items])
+        listed = [_as_dict(i) for i in items]
+        _json(listed if rev is None else {"rev": rev, "items": listed})
         return
+    if rev is not None:
+        click.echo(f"rev {rev}")
     for i in items:
         host = f"{i.host}  " if all_hosts else ""
         click.echo(f"{host}{i.domid:>10}  {i.uuid}  {i.size:>10}  {i.userid}")
+
+
+def _listing_rev(settings: Settings, items: Sequence[Item]) -> int:
+    from ._changes import Listing
+
+    if not isinstance(items, Listing):
+        raise errors.StoreUnavailable("this store keeps no change feed", store=settings.open().store_url)
+    return items.rev
+
+
+@cli.command()
+@click.argument("dom", callback=_dom, required=False)
+@click.option(
+    "--since", type=click.IntRange(min=0), metavar="REV", help="Only the changes after revision REV."
+)
+@click.option("-f", "--follow", is_flag=True, help="Then wait, printing each new change as it commits.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per line, with the library's field names."
+)
+@pass_settings
+def changes(settings: Settings, dom: str | None, since: int | None, follow: bool, as_json: bool) -> None:
+    """Print the changes to items (of DOM, or all), in revision order.
+
+    Every retained change unless --since; exit status 13 (ChangesLost) when the
+    changes after REV are no longer kept: list --with-rev again and go on from there.
+    """
+    ctx = settings.open()
+    feed = ctx.changes(None if dom is None else _domid(settings, dom), since=since, follow=follow)
+    if not as_json:
+        click.echo(f"{'REV':>10}  {'OP':<8} {'DOMID':>10}  {'UUID':<36}  {'SIZE':>10}  USERID")
+    for change in feed:
+        if as_json:
+            line = json.dumps(dataclasses.asdict(change))
+        else:
+            size = "-" if change.size is None else change.size
+            line = f"{change.rev:>10}  {change.op:<8} {change.domid:>10}  {change.uuid}  {size:>10}"
+            line += f"  {change.userid}"
+            if change.host is not None:
+                line += f"  @{change.host}"
+        click.echo(line)
+        sys.stdout.flush()
 
 
 @cli.command()

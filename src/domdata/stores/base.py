@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from .._changes import Retention
 from .._errors import NotManaged
 from .._types import Domain, Incarnation, Item
 
@@ -27,6 +28,8 @@ class StoreOptions:
     managed: bool = False
     #: Cluster stores: the host this context's domids belong to.
     host: str | None = None
+    #: How long the change feed keeps changes; None: as the store has it.
+    retention: Retention | None = None
 
 
 class HeldLock(Protocol):

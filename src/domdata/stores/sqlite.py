@@ -20,10 +20,11 @@ from .._errors import CorruptItem, DomainExists, DomainNotFound, StoreUnavailabl
 from .._types import Domain, Incarnation, Item
 from ._ofdlock import RangeLocks
 from .base import DomainTable, HeldLock, ManagedOps, Store, StoreOptions
+from .sqlite_changes import SCHEMA_CHANGES, SQLiteChangeFeed
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+# Schema version 1: the items and the managed domains.
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS domains (
         domid INTEGER PRIMARY KEY CHECK (domid BETWEEN 0 AND 4294967295),
@@ -37,6 +38,10 @@ _SCHEMA = (
         data BLOB NOT NULL,
         UNIQUE (domid, uuid, userid))""",
 )
+# Each entry is one migration; its version is its position + 1. Never edit an
+# entry once released: append a new one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA, SCHEMA_CHANGES)
+SCHEMA_VERSION = len(MIGRATIONS)
 _UPSERT = (
     "INSERT INTO userdata (domid, uuid, userid, data) VALUES (?1, ?2, ?3, ?4)"
     " ON CONFLICT (domid, uuid, userid) DO UPDATE SET data = excluded.data"
@@ -94,12 +99,12 @@ def _domain(row: tuple[int, str, str | None] | None) -> Domain | None:
     return None if row is None else Domain(*row)
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteChangeFeed, Store):
     """Items and managed domains in one SQLite database; locks in ``<db>-locks``."""
 
     def __init__(self, url: str, options: StoreOptions) -> None:
         self.url = url
-        path = path_of(url)
+        self._path = path = path_of(url)
         try:
             Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -114,6 +119,9 @@ class SQLiteStore(Store):
             raise StoreUnavailable(f"cannot open the lock file {path}-locks: {exc}", store=url) from exc
         try:
             self._setup(options.durable)
+            retention = options.retention
+            if retention is not None:
+                self._retry(lambda: self.set_retention(retention))
         except BaseException:
             self.close()
             raise
@@ -132,8 +140,9 @@ class SQLiteStore(Store):
                     f"schema version {version} is newer than this domdata knows ({SCHEMA_VERSION})",
                     store=self.url,
                 )
-            for statement in _SCHEMA:
-                db.execute(statement)
+            for migration in MIGRATIONS[version:]:
+                for statement in migration:
+                    db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- plumbing ----------------------------------------------------------
@@ -213,10 +222,9 @@ class SQLiteStore(Store):
     def drop(self, incarnations: Collection[Incarnation]) -> int:
         if not incarnations:
             return 0
-        with self._transact() as db:
-            before = db.total_changes
-            db.executemany(_DROP, incarnations)
-            return db.total_changes - before
+        with self._transact() as db, self.recorded_as(db, "reap"):
+            # rowcount, unlike total_changes, leaves out the triggers' rows.
+            return db.executemany(_DROP, incarnations).rowcount
 
     def _stored(self) -> set[tuple[int, str]]:
         try:
@@ -314,7 +322,7 @@ class _SQLiteDomains(DomainTable):
         return Domain(domid, uuid, name)
 
     def remove(self, incarnation: Incarnation) -> int:
-        with self._store._transact() as db:
+        with self._store._transact() as db, self._store.recorded_as(db, "destroy"):
             db.execute("DELETE FROM domains WHERE domid = ? AND uuid = ?", incarnation)
             return db.execute(_DROP, incarnation).rowcount
 
