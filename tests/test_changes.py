@@ -302,3 +302,21 @@ def test_a_version_1_sqlite_database_is_upgraded_in_place(tmp_path: Path) -> Non
         assert _summary(ctx.changes()) == [("store", "xl", 5)]
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+@pytest.mark.parametrize(("changes", "seconds"), [(0, 60.0), (-5, 60.0), (10, -1.0), (10, float("nan"))])
+def test_a_retention_that_would_drop_everything_is_refused(changes: int, seconds: float) -> None:
+    with pytest.raises(ValueError, match="Retention"):
+        Retention(changes=changes, seconds=seconds)
+
+
+def test_revisions_are_never_reused_after_trimming(url: str) -> None:
+    with domdata.open(url, changes_retention=Retention(changes=1, seconds=0)) as ctx:
+        dom = ctx.managed.create()
+        for n in range(512):
+            ctx.store(dom.domid, "xl", str(n).encode())
+        kept = [c.rev for c in ctx.changes()]
+        assert kept == list(range(kept[0], 513))
+        assert kept[0] > 256
+        ctx.store(dom.domid, "xl", b"again")
+        assert [c.rev for c in ctx.changes(since=512)] == [513]

@@ -45,6 +45,14 @@ class Retention:
     changes: int = 100_000
     seconds: float = 24 * 3600.0
 
+    def __post_init__(self) -> None:
+        if type(self.changes) is not int or self.changes < 1:
+            raise ValueError(
+                f"Retention.changes is an int >= 1 (the newest change is always kept), not {self.changes!r}"
+            )
+        if not isinstance(self.seconds, int | float) or not self.seconds >= 0:
+            raise ValueError(f"Retention.seconds is a number >= 0, not {self.seconds!r}")
+
 
 class Listing(list[Item]):
     """The items ``list`` returns, with ``rev``: the revision they reflect.
