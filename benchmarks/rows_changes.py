@@ -97,7 +97,7 @@ def _idle_cpu(backend: str, url: str) -> Row:
     """CPU used by a follower with nothing to deliver, from /proc/<pid>/stat."""
     with domdata.open(url) as ctx:
         since = ctx.list().rev  # type: ignore[attr-defined]
-    receive, send = fork.Pipe(duplex=False)
+    _receive, send = fork.Pipe(duplex=False)
     follower = fork.Process(target=_follower, args=(url, since, 1, send))
     follower.start()
     time.sleep(1.0)
