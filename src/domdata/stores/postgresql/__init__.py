@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..._errors import DomainNotFound, LockTimeout, StoreUnavailable
 from ..._types import Incarnation, Item
 from ..base import DomainTable, HeldLock, ManagedOps, Store, StoreOptions
+from ._changes import PostgreSQLChangeFeed
 from ._connections import Connection, drop_if_hung_up, hung_up, one_line, printable_url, session_setup
 from ._domains import FusedOps, PostgreSQLDomains, migrate
 from ._schema import ensure_schema, milliseconds
@@ -71,7 +72,7 @@ class _DomainLock:
         self._store._unlock(self._domid)
 
 
-class PostgreSQLStore(Store):
+class PostgreSQLStore(PostgreSQLChangeFeed, Store):
     """Items and managed domains of every host in one PostgreSQL database."""
 
     def __init__(self, url: str, options: StoreOptions) -> None:
@@ -123,6 +124,8 @@ class PostgreSQLStore(Store):
         try:
             with self._pooled() as conn:
                 ensure_schema(conn, self.url)
+                if options.retention is not None:
+                    self.set_retention(conn, options.retention)
         except psycopg.Error as exc:
             self.close()
             self._fail(exc)
@@ -313,31 +316,37 @@ class PostgreSQLStore(Store):
         return cursor.rowcount > 0
 
     def items(self, incarnation: Incarnation | None) -> Sequence[Item]:
-        if incarnation is None:
-            with self._connection_for(()) as conn:
-                rows = conn.execute(
-                    "SELECT domid, uuid, userid, octet_length(data) FROM userdata WHERE host = %s"
-                    " ORDER BY domid, uuid, userid",
-                    (self.host,),
-                ).fetchall()
-            return [Item(*row) for row in rows]
-        with self._connection_for((incarnation.domid,), incarnation) as conn:
-            rows = conn.execute(_ITEMS, (self.host, *incarnation)).fetchall()
-        return [Item(incarnation.domid, incarnation.uuid, userid, size) for userid, size in rows]
+        domids = () if incarnation is None else (incarnation.domid,)
+        with self._connection_for(domids, incarnation) as conn:
+            return self._items_on(conn, incarnation, False)
 
     def items_everywhere(self) -> Sequence[Item]:
         with self._connection_for(()) as conn:
+            return self._items_on(conn, None, True)
+
+    def _items_on(self, conn: Connection, incarnation: Incarnation | None, everywhere: bool) -> list[Item]:
+        if everywhere:
             rows = conn.execute(
                 "SELECT domid, uuid, userid, octet_length(data), host FROM userdata"
                 " ORDER BY host, domid, uuid, userid"
             ).fetchall()
-        return [Item(*row) for row in rows]
+            return [Item(*row) for row in rows]
+        if incarnation is None:
+            rows = conn.execute(
+                "SELECT domid, uuid, userid, octet_length(data) FROM userdata WHERE host = %s"
+                " ORDER BY domid, uuid, userid",
+                (self.host,),
+            ).fetchall()
+            return [Item(*row) for row in rows]
+        rows = conn.execute(_ITEMS, (self.host, *incarnation)).fetchall()
+        return [Item(incarnation.domid, incarnation.uuid, userid, size) for userid, size in rows]
 
     def drop(self, incarnations: Collection[Incarnation]) -> int:
         if not incarnations:
             return 0
         domids = [i.domid for i in incarnations]
-        with self._connection_for(domids) as conn:
+        with self._connection_for(domids) as conn, conn.transaction():
+            self.record_as(conn, "reap")
             cursor = conn.execute(_DROP, (self.host, domids, [i.uuid for i in incarnations]))
         return cursor.rowcount
 

@@ -80,7 +80,8 @@ class PostgreSQLDomains(DomainTable):
         return Domain(domid, uuid, name)
 
     def remove(self, incarnation: Incarnation) -> int:
-        with self._store._connection_for((incarnation.domid,), incarnation) as conn:
+        with self._store._connection_for((incarnation.domid,), incarnation) as conn, conn.transaction():
+            self._store.record_as(conn, "destroy")
             row = conn.execute(
                 _REMOVE, {"host": self._host, "domid": incarnation.domid, "uuid": incarnation.uuid}
             ).fetchone()

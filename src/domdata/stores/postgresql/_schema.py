@@ -14,6 +14,7 @@ from typing import Any, LiteralString
 import psycopg
 
 from ..._errors import StoreUnavailable
+from ._changes import MIGRATION as CHANGES_MIGRATION
 
 #: pg_advisory_xact_lock(int, int) keys of the migration lock ("domd", 0). The
 #: two-key form lives apart from the bigint keys of the domain locks.
@@ -119,6 +120,8 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
                 RETURN CASE WHEN FOUND THEN 1 ELSE 0 END;
             END $$""",
     ),
+    # 3: the change feed (see _changes).
+    CHANGES_MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
