@@ -6,7 +6,9 @@
   20 ms, p99 under 100 ms (the baseline column is the durable store call);
 - a follower catching up on 100,000 changes, in changes per second, against
   a raw SELECT of the same rows;
-- a follower's idle CPU, in µs of CPU per second of waiting.
+- a follower's idle CPU, in µs of CPU per second of waiting;
+- PostgreSQL: 4 processes storing at once, with the feed (whose revisions
+  are assigned in commit order under one lock) against without it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import random
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,9 +30,15 @@ from _table import Row, compare, per_call
 
 import domdata
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.kits.store_postgresql import Server, bindir, unavailable
+
 LATENCY_SAMPLES = 200
 CATCH_UP = 100_000
 IDLE_SECONDS = 5.0
+CONCURRENT_WRITERS = 4
+CONCURRENT_CALLS = 200
 fork = multiprocessing.get_context("fork")
 
 
@@ -39,9 +48,9 @@ def _alternating(size: int) -> Callable[[], bytes]:
     return lambda: next(payloads)
 
 
-def _store_overhead(backend: str, with_feed: str, without_feed: str) -> Row:
+def _store_overhead(backend: str, with_feed: str, without_feed: str, host: str | None = None) -> Row:
     ours, theirs = _alternating(1024), _alternating(1024)
-    with domdata.open(with_feed) as fed, domdata.open(without_feed) as bare:
+    with domdata.open(with_feed, host=host) as fed, domdata.open(without_feed, host=host) as bare:
         fed_dom, bare_dom = fed.managed.create(), bare.managed.create()
         return compare(
             f"{backend} store 1 KiB (durable), with the feed",
@@ -158,8 +167,88 @@ def _sqlite_rows(workdir: Path) -> list[Row]:
     ]
 
 
+def _concurrent_writer(url: str, domid: int, start: Any, out: Any) -> None:
+    payload = _alternating(1024)
+    with domdata.open(url, host="bench") as ctx:
+        start.wait()
+        began = time.perf_counter()
+        for _ in range(CONCURRENT_CALLS):
+            ctx.store(domid, "xl", payload())
+        out.send(time.perf_counter() - began)
+
+
+def _concurrent(url: str) -> float:
+    """Seconds per store, 4 processes storing at once (each its own domain)."""
+    with domdata.open(url, host="bench") as ctx:
+        doms = [ctx.managed.create() for _ in range(CONCURRENT_WRITERS)]
+    start = fork.Event()
+    pipes = [fork.Pipe(duplex=False) for _ in doms]
+    writers = [
+        fork.Process(target=_concurrent_writer, args=(url, d.domid, start, send))
+        for d, (_, send) in zip(doms, pipes, strict=True)
+    ]
+    for writer in writers:
+        writer.start()
+    start.set()
+    took = max(receive.recv() for receive, _ in pipes)
+    for writer in writers:
+        writer.join()
+    return float(took) / (CONCURRENT_WRITERS * CONCURRENT_CALLS)
+
+
+def _postgresql_rows(server: Server) -> list[Row]:
+    import psycopg
+
+    with_feed, without_feed = server.create_database("fed"), server.create_database("bare")
+    domdata.open(without_feed, host="bench").close()
+    with psycopg.connect(without_feed, autocommit=True) as conn:
+        conn.execute("DROP TRIGGER userdata_changes ON userdata")
+    catch_up = server.create_database("catchup")
+
+    def fill() -> None:
+        with domdata.open(catch_up, host="bench") as ctx:
+            dom = ctx.managed.create()
+        with psycopg.connect(catch_up, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO userdata (host, domid, uuid, userid, data)"
+                " SELECT 'bench', %s, %s, 'u' || n, '\\x00' FROM generate_series(1, %s) n",
+                (dom.domid, dom.uuid, CATCH_UP),
+            )
+
+    def raw() -> object:
+        with psycopg.connect(catch_up, autocommit=True) as conn:
+            return conn.execute(
+                "SELECT rev, op, host, domid, uuid, userid, size FROM changes ORDER BY rev"
+            ).fetchall()
+
+    concurrent_fed = [_concurrent(with_feed) for _ in range(3)]
+    concurrent_bare = [_concurrent(without_feed) for _ in range(3)]
+    return [
+        _store_overhead("postgresql", with_feed, without_feed, host="bench"),
+        Row(
+            f"postgresql store, {CONCURRENT_WRITERS} processes at once, with the feed",
+            concurrent_fed,
+            "same without the feed",
+            concurrent_bare,
+        ),
+        *_latency("postgresql", server.create_database("latency")),
+        _idle_cpu("postgresql", server.create_database("idle")),
+        _catch_up("postgresql", catch_up, fill, raw),
+    ]
+
+
 def rows() -> list[Row]:
     # Durable rows must pay for fsync as users do: where the temp dir is a
     # tmpfs, point DOMDATA_BENCH_DIR at a directory on a real disk.
     with tempfile.TemporaryDirectory(dir=os.environ.get("DOMDATA_BENCH_DIR")) as tmp:
-        return _sqlite_rows(Path(tmp))
+        found = _sqlite_rows(Path(tmp))
+    why = unavailable()
+    binaries = bindir()
+    if why is not None or binaries is None:
+        print(f"no postgresql feed rows: {why}", file=sys.stderr)
+        return found
+    server = Server(binaries)
+    try:
+        return found + _postgresql_rows(server)
+    finally:
+        server.remove()

@@ -34,6 +34,7 @@ Revisions of rolled-back transactions leave holes; holes are never lost.
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -219,7 +220,7 @@ class _Reader:
         self._url, self._kwargs, self._printable = url, kwargs, printable
         self._follow = follow
         self._sql: LiteralString = _READ + (" AND host = %s AND domid = %s" if domain else "")
-        self._sql += f" ORDER BY rev LIMIT {_BATCH}"
+        self._sql += " ORDER BY rev"
         self._domain: tuple[object, ...] = domain or ()
         self._conn: Connection | None = None
         self._connect()
@@ -248,9 +249,11 @@ class _Reader:
             trimmed, oldest, newest, allocated = bounds
             if last < trimmed or last > allocated:
                 raise _lost(self._printable, last, trimmed + 1 if oldest is None else oldest, allocated)
-            upto = trimmed if newest is None else newest
+            # A range of revisions, not a LIMIT: without fresh statistics the
+            # planner would sort the whole tail for each batch.
+            upto = min(trimmed if newest is None else newest, last + _BATCH)
             rows = conn.execute(self._sql, (last, upto, *self._domain)).fetchall()
-        return rows, rows[-1][0] if len(rows) == _BATCH else max(upto, last)
+        return rows, max(upto, last)
 
     def start(self, since: int | None) -> int:
         try:
@@ -284,15 +287,27 @@ class _Reader:
                 if not self._follow:
                     return
                 try:
-                    assert self._conn is not None
-                    for _ in self._conn.notifies(timeout=_SAFETY, stop_after=1):
-                        pass
+                    self._wait()
                 except psycopg.OperationalError:
                     self._reconnect()
         except psycopg.Error as exc:
             raise self._fail(exc) from exc
         finally:
             self.close()
+
+    def _wait(self) -> None:
+        """Until a notification (or the connection) has something to say.
+
+        Notifications that came during the last read are in psycopg's backlog:
+        take them first. Then sleep in poll(2) on the socket: psycopg's own
+        wait wakes every 100 ms, which an idle follower would pay for."""
+        conn = self._conn
+        assert conn is not None
+        if list(conn.notifies(timeout=0)):
+            return
+        poller = select.poll()
+        poller.register(conn.pgconn.socket, select.POLLIN)
+        poller.poll(int(_SAFETY * 1000))
 
     def _reconnect(self) -> None:
         """The server went away: connect and listen again; the caller reads on
