@@ -77,7 +77,7 @@ def _latency(backend: str, url: str) -> list[Row]:
     payload = _alternating(1024)
     with domdata.open(url) as ctx:
         dom = ctx.managed.create()
-        since = ctx.list().rev  # type: ignore[attr-defined]
+        since = ctx.list().rev
         receive, send = fork.Pipe(duplex=False)
         follower = fork.Process(target=_follower, args=(url, since, LATENCY_SAMPLES, send))
         follower.start()
@@ -105,7 +105,7 @@ def _latency(backend: str, url: str) -> list[Row]:
 def _idle_cpu(backend: str, url: str) -> Row:
     """CPU used by a follower with nothing to deliver, from /proc/<pid>/stat."""
     with domdata.open(url) as ctx:
-        since = ctx.list().rev  # type: ignore[attr-defined]
+        since = ctx.list().rev
     _receive, send = fork.Pipe(duplex=False)
     follower = fork.Process(target=_follower, args=(url, since, 1, send))
     follower.start()

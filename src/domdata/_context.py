@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from ._changes import Change, ChangeFeed, ChangeOp, Retention
+from ._changes import Change, ChangeFeed, ChangeOp, Listing, Retention
 from ._errors import (
     DataTooLarge,
     DomainNotFound,
@@ -20,7 +20,7 @@ from ._errors import (
     NotManaged,
     StoreUnavailable,
 )
-from ._types import DEFAULT_MAX_ITEM_SIZE, Incarnation, Item, check_domid
+from ._types import DEFAULT_MAX_ITEM_SIZE, Incarnation, check_domid
 from ._userid import check_userid
 from .domains import DomainSource, ManagedDomains, open_source
 from .stores import HeldLock, Store, StoreOptions, default_url, open_store
@@ -249,24 +249,21 @@ class Context:
             with self._locked(domid) as incarnation:
                 return self._store.delete(incarnation, userid)
 
-    def list(self, domid: int | None = None, *, all_hosts: bool = False) -> Sequence[Item]:
-        """The items (userid and size) of a live domain, or of the whole store.
+    def list(self, domid: int | None = None, *, all_hosts: bool = False) -> Listing:
+        """The items (userid and size) of a live domain, or of the whole store,
+        and (``.rev``) the revision they reflect, to follow ``changes`` from.
 
         With a domid: DomainNotFound if it is not alive. Without: every item,
         dead incarnations' included (what ``reap`` would collect); with
-        ``all_hosts``, every host's items in a cluster store. On a store with
-        a change feed the list is a Listing: its ``rev`` is the revision it
-        reflects, to follow ``changes`` from.
+        ``all_hosts``, every host's items in a cluster store.
         """
-        feed = self._store if isinstance(self._store, ChangeFeed) else None
+        feed = self._feed()
         if domid is None:
             with self._mutex:
-                if feed is not None:
-                    return feed.listing(None, all_hosts)
-                return self._store.items_everywhere() if all_hosts else self._store.items(None)
+                return feed.listing(None, all_hosts)
         domid = self._checked_domid(domid)
         with self._mutex, self._locked(domid) as incarnation:
-            return self._store.items(incarnation) if feed is None else feed.listing(incarnation, False)
+            return feed.listing(incarnation, False)
 
     def changes(
         self, domid: int | None = None, since: int | None = None, follow: bool = False
@@ -282,9 +279,12 @@ class Context:
             domid = self._checked_domid(domid)
         if since is not None and (type(since) is not int or since < 0):
             raise InvalidData(f"since is a revision, an int >= 0 (not {since!r})", store=self._store.url)
+        return self._feed().changes(domid, since, follow)
+
+    def _feed(self) -> ChangeFeed:
         if not isinstance(self._store, ChangeFeed):
             raise StoreUnavailable("this store keeps no change feed", store=self._store.url)
-        return self._store.changes(domid, since, follow)
+        return self._store
 
     def destroy(self, domain: int | Incarnation) -> int:
         """The domain is going away: remove all its data; how many items went.

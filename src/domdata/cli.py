@@ -308,7 +308,7 @@ def list_cmd(settings: Settings, dom: str | None, all_hosts: bool, with_rev: boo
     """List userids and sizes of DOM's items, or of every item in the store."""
     ctx = settings.open()
     items = ctx.list(None if dom is None else _domid(settings, dom), all_hosts=all_hosts)
-    rev = _listing_rev(settings, items) if with_rev else None
+    rev = items.rev if with_rev else None
     if as_json:
         listed = [_as_dict(i) for i in items]
         _json(listed if rev is None else {"rev": rev, "items": listed})
@@ -318,14 +318,6 @@ def list_cmd(settings: Settings, dom: str | None, all_hosts: bool, with_rev: boo
     for i in items:
         host = f"{i.host}  " if all_hosts else ""
         click.echo(f"{host}{i.domid:>10}  {i.uuid}  {i.size:>10}  {i.userid}")
-
-
-def _listing_rev(settings: Settings, items: Sequence[Item]) -> int:
-    from ._changes import Listing
-
-    if not isinstance(items, Listing):
-        raise errors.StoreUnavailable("this store keeps no change feed", store=settings.open().store_url)
-    return items.rev
 
 
 @cli.command()

@@ -16,6 +16,7 @@ from typing import NoReturn
 from ..._errors import CorruptItem, InvalidUserid, LockTimeout, ReapRefused, StoreUnavailable
 from ..._types import Incarnation, Item
 from ..base import DomainTable, ManagedOps, Store, StoreOptions
+from ._changes import LibxlChangeFeed
 from ._domains import _LibxlDomains, _ManagedOps
 from ._lock import _LockFile, _Locks
 from ._names import (
@@ -37,7 +38,7 @@ from ._names import (
 )
 
 
-class LibxlStore(_Locks, Store):
+class LibxlStore(LibxlChangeFeed, _Locks, Store):
     """Items, locks and managed domains as libxl's files in one directory."""
 
     lock_needs_uuid = True
@@ -46,6 +47,7 @@ class LibxlStore(_Locks, Store):
         self.url = url
         self.path = dir_of(url)
         self._durable = options.durable
+        self._retention = options.retention
         try:
             os.makedirs(self.path, mode=0o700, exist_ok=True)
             self._dir = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -322,6 +324,7 @@ class LibxlStore(_Locks, Store):
         return _ManagedOps(self)
 
     def close(self) -> None:
+        self.close_feed()
         for lock in list(self._held.values()):
             os.close(lock.fd)
         self._held.clear()
