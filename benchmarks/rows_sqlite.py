@@ -18,15 +18,16 @@ from pathlib import Path
 from _table import Row, compare, destroy_and_list, growth_rows
 
 import domdata
-from domdata.stores.sqlite import _SCHEMA, _SELECT, _UPSERT
+from domdata.stores.sqlite import _SELECT, _UPSERT, MIGRATIONS
 
 
 def _raw(path: Path, synchronous: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute(f"PRAGMA synchronous = {synchronous}")
-    for statement in _SCHEMA:
-        db.execute(statement)
+    for migration in MIGRATIONS:
+        for statement in migration:
+            db.execute(statement)
     return db
 
 
