@@ -288,7 +288,7 @@ def test_list_then_follow_has_no_gap_and_no_double(ctx: domdata.Context, url: st
 
 
 def test_a_version_1_sqlite_database_is_upgraded_in_place(tmp_path: Path) -> None:
-    from domdata.stores.sqlite import _SCHEMA
+    from domdata.stores.sqlite import _SCHEMA, SCHEMA_VERSION
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:
@@ -303,7 +303,7 @@ def test_a_version_1_sqlite_database_is_upgraded_in_place(tmp_path: Path) -> Non
         ctx.store(7, "xl", b"hello")
         assert _summary(ctx.changes()) == [("store", "xl", 5)]
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 @pytest.mark.parametrize(("changes", "seconds"), [(0, 60.0), (-5, 60.0), (10, -1.0), (10, float("nan"))])
