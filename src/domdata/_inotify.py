@@ -9,6 +9,7 @@ import ctypes
 import os
 import select
 import struct
+import weakref
 
 from ._errors import StoreUnavailable
 
@@ -43,6 +44,8 @@ class DirectoryWatch:
             os.close(fd)
             raise StoreUnavailable(f"cannot watch {directory}: {os.strerror(err)}", store=store)
         self._fd = fd
+        # Closed with the object too: a feed that is never iterated still lets go.
+        self._close = weakref.finalize(self, os.close, fd)
         self._poll = select.poll()
         self._poll.register(fd, select.POLLIN)
 
@@ -66,4 +69,4 @@ class DirectoryWatch:
                 events.append((mask, os.fsdecode(name)))
 
     def close(self) -> None:
-        os.close(self._fd)
+        self._close()
