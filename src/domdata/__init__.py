@@ -13,8 +13,10 @@ The Python counterpart of libxl's userdata calls::
         dd.destroy(dom.domid)                   # the domain and its data go
 """
 
+from ._changes import Change, Listing, Retention
 from ._context import DEFAULT_LOCK_TIMEOUT, Context, StoreInfo, bind, open
 from ._errors import (
+    ChangesLost,
     CorruptItem,
     DataTooLarge,
     DomainExists,
@@ -61,6 +63,8 @@ __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_MAX_ITEM_SIZE",
     "MAX_DOMID",
+    "Change",
+    "ChangesLost",
     "Context",
     "CorruptItem",
     "DataTooLarge",
@@ -75,11 +79,13 @@ __all__ = [
     "InvalidUserid",
     "Item",
     "ItemsClash",
+    "Listing",
     "LockTimeout",
     "NotClustered",
     "NotManaged",
     "ReapRefused",
     "ReapReport",
+    "Retention",
     "SourceMismatch",
     "SourceUnavailable",
     "StoreInfo",

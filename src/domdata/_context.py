@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 
+from ._changes import Change, ChangeFeed, Listing, Retention
 from ._errors import (
     CorruptItem,
     DataTooLarge,
@@ -29,7 +30,7 @@ from ._errors import (
     SourceMismatch,
     StoreUnavailable,
 )
-from ._types import DEFAULT_MAX_ITEM_SIZE, Domain, Incarnation, Item, ReapReport, check_domid
+from ._types import DEFAULT_MAX_ITEM_SIZE, Domain, Incarnation, ReapReport, check_domid
 from ._userid import check_userid
 from .domains import DomainSource, ManagedDomains, open_source, parse_source
 from .stores import ClusterStore, HeldLock, OneStepTable, Store, StoreOptions, default_url, open_store
@@ -330,22 +331,48 @@ class Context:
             with self._locked(domid) as incarnation:
                 return self._store.delete(incarnation, userid)
 
-    def list(self, domid: int | None = None, *, all_hosts: bool = False) -> Sequence[Item]:
-        """The items (userid and size) of a live domain, or of the whole store.
+    def list(self, domid: int | None = None, *, all_hosts: bool = False) -> Listing:
+        """The items (userid and size) of a live domain, or of the whole store,
+        and (``.rev``) the revision they reflect, to follow ``changes`` from.
 
         With a domid: DomainNotFound if it is not alive. Without: every item,
         dead incarnations' included (what ``reap`` would collect); with
         ``all_hosts``, every host's items in a cluster store.
         """
+        store = self._store
         if domid is None:
             self._usable()
             with self._mutex:
-                if all_hosts and isinstance(self._store, ClusterStore):
-                    return self._store.items_everywhere()
-                return self._store.items(None)
+                everywhere = all_hosts and isinstance(store, ClusterStore)
+                if isinstance(store, ChangeFeed):
+                    return store.listing(None, everywhere)
+                if isinstance(store, ClusterStore) and everywhere:
+                    return Listing(store.items_everywhere(), 0)
+                return Listing(store.items(None), 0)
         domid = self._checked_domid(domid)
         with self._mutex, self._locked(domid) as incarnation:
-            return self._store.items(incarnation)
+            if isinstance(store, ChangeFeed):
+                return store.listing(incarnation, False)
+            return Listing(store.items(incarnation), 0)
+
+    def changes(
+        self, domid: int | None = None, since: int | None = None, follow: bool = False
+    ) -> Iterator[Change]:
+        """The changes to items (of one domid, or all) after revision *since*, in
+        revision order; every retained one if *since* is None. With *follow*,
+        then wait and yield each new change as it commits, from any process.
+
+        ChangesLost (at once) if the changes after *since* are no longer kept:
+        list again and follow from ``list(...).rev``.
+        """
+        if domid is not None:
+            domid = self._checked_domid(domid)
+        self._usable()
+        if since is not None and (type(since) is not int or since < 0):
+            raise InvalidData(f"since is a revision, an int >= 0 (not {since!r})", store=self._store.url)
+        if not isinstance(self._store, ChangeFeed):
+            raise StoreUnavailable("this store keeps no change feed", store=self._store.url)
+        return self._store.changes(domid, since, follow)
 
     def destroy(self, domain: int | Incarnation) -> int:
         """The domain is going away: remove all its data; how many items went.
@@ -363,7 +390,7 @@ class Context:
                 if isinstance(self._source, ManagedDomains):
                     removed = self._source.remove(incarnation)
                 else:
-                    removed = self._store.drop([incarnation])
+                    removed = self._store.drop([incarnation], "destroy")
                 if domid in self._held:
                     self._held[domid] = None
                 return removed
@@ -392,7 +419,7 @@ class Context:
         try:
             if self._source.incarnation(incarnation.domid) == incarnation:
                 return 0
-            return self._store.drop([incarnation])
+            return self._store.drop([incarnation], "reap")
         finally:
             if lock is not None:
                 lock.release()
@@ -513,6 +540,7 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     max_item_size: int = DEFAULT_MAX_ITEM_SIZE,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     host: str | None = None,
+    changes_retention: Retention | None = None,
 ) -> Context:
     """Open a context on the store *store* (a URL; default: ``$DOMDATA_STORE``,
     else SQLite in the user's state directory) with domains from *domains*
@@ -523,9 +551,11 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     naming another one raises SourceMismatch before anything is read or
     written (``bind`` changes it). ``durable=False`` skips the fsync /
     synchronous commit of each write: an item stored just before a machine
-    crash may be lost (never torn).
+    crash may be lost (never torn). ``changes_retention`` sets how long the
+    store keeps its change feed (for every user of the store; None leaves it
+    as it is, by default 24 h and 100,000 changes).
     """
-    options = StoreOptions(durable=durable, host=host, lock_timeout=lock_timeout)
+    options = StoreOptions(durable=durable, host=host, lock_timeout=lock_timeout, retention=changes_retention)
     opened, source, bound = _open(store, domains, options)
     try:
         governed = _govern(opened, source, bound, named=domains is not None)

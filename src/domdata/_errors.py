@@ -136,3 +136,14 @@ class NotClustered(Error):
 
 class ReapRefused(Error):
     """``reap`` would delete data of domains the source does not govern."""
+
+
+class ChangesLost(Error):
+    """The changes after ``since`` are no longer retained (or never were in this
+    store): re-list, then follow from the listing's revision. ``oldest`` is the
+    oldest revision the store can still give (0 when it has none)."""
+
+    def __init__(self, what: str, *, since: int, oldest: int, store: str | None = None) -> None:
+        self.since = since
+        self.oldest = oldest
+        super().__init__(what, store=store)

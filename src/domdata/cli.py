@@ -10,6 +10,7 @@ Exit statuses (one per error class; 2 is click's usage error):
 6     LockTimeout        7  StoreUnavailable  8  CorruptItem
 9     DomainExists       10 SourceUnavailable 11 NotManaged
 12    ReapRefused        15 SourceMismatch    16 NotClustered
+17    ChangesLost
 ====  =====================================================================
 
 ``lock DOM -- COMMAND`` exits with COMMAND's status (128+N if signal N killed it).
@@ -60,7 +61,10 @@ EXIT_STATUS: dict[type[errors.Error], int] = {
     errors.ReapRefused: 12,
     errors.SourceMismatch: 15,
     errors.NotClustered: 16,
+    errors.ChangesLost: 17,
 }
+
+
 def exit_status(exc: errors.Error) -> int:
     """The status a domdata error ends the command with. A malformed store URL
     is a usage error (2), as a malformed domid is."""
@@ -385,15 +389,22 @@ def unlink(settings: Settings, dom: str, userid: str, quiet: bool, as_json: bool
 @cli.command("list")
 @dom_argument(required=False)
 @click.option("--all-hosts", is_flag=True, help="Every host's items (cluster stores).")
+@click.option(
+    "--with-rev", is_flag=True, help='Also the revision the list reflects (JSON: {"rev": N, "items": [...]}).'
+)
 @json_option
 @pass_settings
-def list_cmd(settings: Settings, dom: str | None, all_hosts: bool, as_json: bool) -> None:
+def list_cmd(settings: Settings, dom: str | None, all_hosts: bool, with_rev: bool, as_json: bool) -> None:
     """List userids and sizes of DOM's items, or of every item in the store."""
     ctx = settings.open()
     items = ctx.list(None if dom is None else _domid(settings, dom), all_hosts=all_hosts)
+    rev = items.rev if with_rev else None
     if as_json:
-        _json([_as_dict(i) for i in items])
+        listed = [_as_dict(i) for i in items]
+        _json(listed if rev is None else {"rev": rev, "items": listed})
         return
+    if rev is not None:
+        click.echo(f"rev {rev}")
     if all_hosts:
         _table(
             ("HOST", "DOMID", "UUID", "SIZE", "USERID"),
@@ -406,6 +417,41 @@ def list_cmd(settings: Settings, dom: str | None, all_hosts: bool, as_json: bool
             ((i.domid, i.uuid, i.size, i.userid) for i in items),
             right=("DOMID", "SIZE"),
         )
+
+
+@cli.command()
+@dom_argument(required=False)
+@click.option(
+    "--since", type=click.IntRange(min=0), metavar="REV", help="Only the changes after revision REV."
+)
+@click.option("-f", "--follow", is_flag=True, help="Then wait, printing each new change as it commits.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per line, with the library's field names."
+)
+@pass_settings
+def changes(settings: Settings, dom: str | None, since: int | None, follow: bool, as_json: bool) -> None:
+    """Print the changes to items (of DOM, or all), in revision order.
+
+    Every retained change unless --since; exit status 17 (ChangesLost) when the
+    changes after REV are no longer kept: list --with-rev again and go on from there.
+    """
+    import json
+
+    ctx = settings.open()
+    feed = ctx.changes(None if dom is None else _domid(settings, dom), since=since, follow=follow)
+    if not as_json:
+        click.echo(f"{'REV':>10}  {'OP':<8} {'DOMID':>10}  {'UUID':<36}  {'SIZE':>10}  USERID")
+    for change in feed:
+        if as_json:
+            line = json.dumps(dataclasses.asdict(change))
+        else:
+            size = "-" if change.size is None else change.size
+            line = f"{change.rev:>10}  {change.op:<8} {change.domid:>10}  {change.uuid}  {size:>10}"
+            line += f"  {change.userid}"
+            if change.host is not None:
+                line += f"  @{change.host}"
+        click.echo(line)
+        sys.stdout.flush()
 
 
 @cli.command()

@@ -77,7 +77,7 @@ def _reap_batch(
                     continue
             locked.append(incarnation)
         try:
-            report.items += store.drop(locked)
+            report.items += store.drop(locked, "reap")
         except LeftBehind as exc:
             report.items += exc.removed
             report.failed.extend(exc.left)

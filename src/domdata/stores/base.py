@@ -25,6 +25,7 @@ from collections.abc import Collection, Sequence, Set
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
+from .._changes import Removal, Retention
 from .._types import Domain, Incarnation, Item, XenView
 
 
@@ -56,6 +57,8 @@ class StoreOptions:
     host: str | None = None
     #: How long the store's own waits last (a directory lock, a busy database).
     lock_timeout: float = 60.0
+    #: How long the change feed keeps changes; None: as the store has it.
+    retention: Retention | None = None
 
 
 class HeldLock(Protocol):
@@ -103,8 +106,9 @@ class Store(ABC):
         """The items of one incarnation, or of every incarnation, by userid."""
 
     @abstractmethod
-    def drop(self, incarnations: Collection[Incarnation]) -> int:
-        """Delete every item of these incarnations (called under their locks); how many went."""
+    def drop(self, incarnations: Collection[Incarnation], op: Removal) -> int:
+        """Delete every item of these incarnations (called under their locks);
+        how many went. *op* says why, for a store's change feed."""
 
     @abstractmethod
     def incarnations(self) -> Set[tuple[int, str]]:

@@ -16,11 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
+from .._changes import Change, ChangeFeed, Listing, Removal
 from .._errors import DomainExists, InvalidURL, LockTimeout, StoreUnavailable
 from .._types import Domain, Incarnation, Item
 from ._ofdlock import RangeLocks
 from ._url import local_path
 from .base import NO_DOMAIN, HeldLock, Holdings, NoDomain, OneStepTable, Store, StoreDescription, StoreOptions
+from .sqlite_changes import SCHEMA_CHANGES, SQLiteFeed
 
 T = TypeVar("T")
 
@@ -43,6 +45,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: what the store records about itself (the source that governs it).
     ("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",),
+    # 3: the change feed (sqlite_changes.py).
+    SCHEMA_CHANGES,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _UPSERT = (
@@ -215,15 +219,18 @@ class Database:
         self.connection.close()
 
 
-class SQLiteStore(Store):
+class SQLiteStore(Store, ChangeFeed):
     """Items and managed domains in one SQLite database; locks in ``<db>-locks``."""
 
     def __init__(self, url: str, options: StoreOptions) -> None:
         self.url = url
         path = path_of(url)
         self._db = Database(path, url, options.lock_timeout)
+        self._feed = SQLiteFeed(self._db, path)
         try:
             self._db.setup(options.durable)
+            if options.retention is not None:
+                self._feed.set_retention(options.retention)
         except BaseException:
             self._db.close()
             raise
@@ -234,7 +241,7 @@ class SQLiteStore(Store):
             raise StoreUnavailable(
                 f"cannot open the lock file {path}-locks: {exc.strerror}", store=url
             ) from exc
-        self._domains = _SQLiteDomains(self._db, self._locks)
+        self._domains = _SQLiteDomains(self._db, self._locks, self._feed)
 
     def lock(self, domid: int, uuid: str | None, timeout: float) -> HeldLock:
         return self._locks.lock(domid, timeout)
@@ -265,13 +272,12 @@ class SQLiteStore(Store):
         ).fetchall()
         return [Item(incarnation.domid, incarnation.uuid, userid, size) for userid, size in rows]
 
-    def drop(self, incarnations: Collection[Incarnation]) -> int:
+    def drop(self, incarnations: Collection[Incarnation], op: Removal) -> int:
         if not incarnations:
             return 0
-        with self._db.transact() as db:
-            before = db.total_changes
-            db.executemany(_DROP, incarnations)
-            return db.total_changes - before
+        with self._db.transact() as db, self._feed.recorded_as(db, op):
+            # rowcount, unlike total_changes, leaves out the triggers' rows.
+            return db.executemany(_DROP, incarnations).rowcount
 
     def incarnations(self) -> set[tuple[int, str]]:
         # Plain row tuples: a reap of many incarnations builds named tuples only for the dead.
@@ -279,6 +285,12 @@ class SQLiteStore(Store):
 
     def domain_table(self) -> OneStepTable:
         return self._domains
+
+    def changes(self, domid: int | None, since: int | None, follow: bool) -> Iterator[Change]:
+        return self._feed.changes(domid, since, follow)
+
+    def listing(self, incarnation: Incarnation | None, all_hosts: bool) -> Listing:
+        return self._feed.listing(lambda: self.items(incarnation), incarnation)
 
     def bound_source(self) -> str | None:
         row = self._db.query("SELECT value FROM meta WHERE key = 'source'").fetchone()
@@ -307,9 +319,10 @@ class _SQLiteDomains(OneStepTable):
     """The ``domains`` table; the one-step calls lock the domid's range, then
     run one statement that finds the domain and acts on its item."""
 
-    def __init__(self, db: Database, locks: RangeLocks) -> None:
+    def __init__(self, db: Database, locks: RangeLocks, feed: SQLiteFeed) -> None:
         self._db = db
         self._locks = locks
+        self._feed = feed
 
     def add(self, domid: int | None, uuid: str, name: str | None) -> Domain:
         url = self._db.url
@@ -325,7 +338,7 @@ class _SQLiteDomains(OneStepTable):
         return Domain(domid, uuid, name)
 
     def remove(self, incarnation: Incarnation) -> int:
-        with self._db.transact() as db:
+        with self._db.transact() as db, self._feed.recorded_as(db, "destroy"):
             db.execute("DELETE FROM domains WHERE domid = ? AND uuid = ?", incarnation)
             return db.execute(_DROP, incarnation).rowcount
 

@@ -7,6 +7,7 @@ import os
 import stat
 from collections.abc import Callable, Collection, Iterable, Sequence
 
+from ..._changes import Removal
 from ..._errors import DomainExists, StoreUnavailable
 from ..._types import Domain, Incarnation
 from ..base import DomainTable
@@ -29,7 +30,7 @@ class LibxlDomains(DomainTable):
         self,
         directory: Directory,
         files_of: Callable[[Collection[Incarnation]], list[Entry]],
-        drop: Callable[[Collection[Incarnation]], int],
+        drop: Callable[[Collection[Incarnation], Removal], int],
         lock_timeout: float,
     ) -> None:
         self._dir = directory
@@ -91,7 +92,7 @@ class LibxlDomains(DomainTable):
             self._dir.unlink(record_name(incarnation))
         except OSError as exc:
             self._dir.fail("cannot remove the domain's record", exc, incarnation)
-        return self._drop([incarnation])
+        return self._drop([incarnation], "destroy")
 
     def get(self, domid: int) -> Domain | None:
         cached = self._cache.get(domid)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
+from ..._changes import Change, ChangeFeed, Listing, Removal
 from ..._errors import CorruptItem, InvalidUserid, LeftBehind, LockTimeout, ReapRefused
 from ..._types import Incarnation, Item, XenView
 from ..._userid import is_userid
 from ..base import DomainTable, HeldLock, Holdings, SharedDirectory, StoreDescription, StoreOptions
+from ._changes import LibxlFeed
 from ._directory import Directory
 from ._domains import LibxlDomains
 from ._lock import LockFiles
@@ -31,7 +33,7 @@ from ._names import (
 )
 
 
-class LibxlStore(SharedDirectory):
+class LibxlStore(SharedDirectory, ChangeFeed):
     """Items, locks and managed domains as libxl's files in one directory."""
 
     lock_names_incarnation = True
@@ -41,6 +43,7 @@ class LibxlStore(SharedDirectory):
         self._dir = Directory(url, options.durable)
         self.path = self._dir.path
         self._locks = LockFiles(self._dir)
+        self._feed = LibxlFeed(self._dir, options.retention)
         self._lock_timeout = options.lock_timeout
         self._domains = LibxlDomains(self._dir, self.files_of, self.drop, options.lock_timeout)
 
@@ -129,11 +132,12 @@ class LibxlStore(SharedDirectory):
         names = [n for n in self._dir.listdir() if n[11 : n.find(".", 11) + 37] in keys]
         return [e for e in parse(names) if e.incarnation in incarnations]
 
-    def drop(self, incarnations: Collection[Incarnation]) -> int:
+    def drop(self, incarnations: Collection[Incarnation], op: Removal) -> int:
         """Unlink every file of these incarnations (one scan): items, temps, the
         managed record, then the lock files, each only while it is held. A
         file that cannot go stays with its incarnation's lock file, and the
-        rest goes on: LeftBehind at the end says what stayed."""
+        rest goes on: LeftBehind at the end says what stayed. (The files do
+        not say why they went: the feed sees every removal as a ``delete``.)"""
         doomed = set(incarnations)
         if not doomed:
             return 0
@@ -255,6 +259,12 @@ class LibxlStore(SharedDirectory):
     def domain_table(self) -> DomainTable:
         return self._domains
 
+    def changes(self, domid: int | None, since: int | None, follow: bool) -> Iterator[Change]:
+        return self._feed.changes(domid, since, follow)
+
+    def listing(self, incarnation: Incarnation | None, all_hosts: bool) -> Listing:
+        return self._feed.listing(lambda: self.items(incarnation))
+
     def bound_source(self) -> str | None:
         try:
             fd = os.open(SOURCE_FILE, READ, dir_fd=self._dir.fd)
@@ -284,5 +294,6 @@ class LibxlStore(SharedDirectory):
         return StoreDescription(self.path, None)
 
     def close(self) -> None:
+        self._feed.close()
         self._locks.close()
         self._dir.close()

@@ -11,14 +11,16 @@ server-side function (one round trip); ``lock()`` takes it for the session
 from __future__ import annotations
 
 import socket
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 import psycopg
 
+from ..._changes import Change, ChangeFeed, Listing, Removal
 from ..._errors import InvalidURL, StoreUnavailable
 from ..._types import Incarnation, Item
 from ..base import ClusterStore, HeldLock, Holdings, OneStepTable, StoreDescription, StoreOptions
-from ._connections import one_line, printable_url, server_of
+from ._changes import PostgreSQLFeed
+from ._connections import Connection, one_line, printable_url, server_of
 from ._domains import PostgreSQLDomains, migrate
 from ._schema import ensure_schema
 from ._session import Session
@@ -45,7 +47,7 @@ _DROP = (
 )
 
 
-class PostgreSQLStore(ClusterStore):
+class PostgreSQLStore(ClusterStore, ChangeFeed):
     """Items and managed domains of every host in one PostgreSQL database."""
 
     def __init__(self, url: str, options: StoreOptions) -> None:
@@ -66,10 +68,13 @@ class PostgreSQLStore(ClusterStore):
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=round(timeout)) as first:
                 ensure_schema(first, self.url)
+                if options.retention is not None:
+                    PostgreSQLFeed.set_retention(first, options.retention)
         except psycopg.Error as exc:
             raise StoreUnavailable(f"cannot use the {self.server}: {one_line(exc)}", store=self.url) from exc
         self._session = Session(url, self.url, params, timeout, self.host, options.durable)
         self._domains = PostgreSQLDomains(self._session)
+        self._feed = PostgreSQLFeed(self._session)
 
     def lock(self, domid: int, uuid: str | None, timeout: float) -> HeldLock:
         return self._session.lock(domid, timeout)
@@ -93,33 +98,48 @@ class PostgreSQLStore(ClusterStore):
         return cursor.rowcount > 0
 
     def items(self, incarnation: Incarnation | None) -> Sequence[Item]:
-        if incarnation is None:
-            with self._session.connection_for(()) as conn:
-                rows = conn.execute(
-                    "SELECT domid, uuid, userid, octet_length(data) FROM userdata WHERE host = %s"
-                    " ORDER BY domid, uuid, userid",
-                    (self.host,),
-                ).fetchall()
-            return [Item(*row) for row in rows]
-        with self._session.connection_for((incarnation.domid,), incarnation) as conn:
-            rows = conn.execute(_ITEMS, (self.host, *incarnation)).fetchall()
-        return [Item(incarnation.domid, incarnation.uuid, userid, size) for userid, size in rows]
+        domids = () if incarnation is None else (incarnation.domid,)
+        with self._session.connection_for(domids, incarnation) as conn:
+            return self._items_on(conn, incarnation, everywhere=False)
 
     def items_everywhere(self) -> Sequence[Item]:
         with self._session.connection_for(()) as conn:
+            return self._items_on(conn, None, everywhere=True)
+
+    def _items_on(self, conn: Connection, incarnation: Incarnation | None, *, everywhere: bool) -> list[Item]:
+        if everywhere:
             rows = conn.execute(
                 "SELECT domid, uuid, userid, octet_length(data), host FROM userdata"
                 " ORDER BY host, domid, uuid, userid"
             ).fetchall()
-        return [Item(*row) for row in rows]
+            return [Item(*row) for row in rows]
+        if incarnation is None:
+            rows = conn.execute(
+                "SELECT domid, uuid, userid, octet_length(data) FROM userdata WHERE host = %s"
+                " ORDER BY domid, uuid, userid",
+                (self.host,),
+            ).fetchall()
+            return [Item(*row) for row in rows]
+        rows = conn.execute(_ITEMS, (self.host, *incarnation)).fetchall()
+        return [Item(incarnation.domid, incarnation.uuid, userid, size) for userid, size in rows]
 
-    def drop(self, incarnations: Collection[Incarnation]) -> int:
+    def drop(self, incarnations: Collection[Incarnation], op: Removal) -> int:
         if not incarnations:
             return 0
         domids = [i.domid for i in incarnations]
-        with self._session.connection_for(domids) as conn:
+        with self._session.connection_for(domids) as conn, conn.transaction():
+            PostgreSQLFeed.record_as(conn, op)
             cursor = conn.execute(_DROP, (self.host, domids, [i.uuid for i in incarnations]))
         return cursor.rowcount
+
+    def changes(self, domid: int | None, since: int | None, follow: bool) -> Iterator[Change]:
+        return self._feed.changes(domid, since, follow)
+
+    def listing(self, incarnation: Incarnation | None, all_hosts: bool) -> Listing:
+        domids = () if incarnation is None else (incarnation.domid,)
+        return self._feed.listing(
+            lambda conn: self._items_on(conn, incarnation, everywhere=all_hosts), domids, incarnation
+        )
 
     def incarnations(self) -> set[Incarnation]:
         with self._session.connection_for(()) as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import select
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,11 @@ def printable_url(url: str) -> str:
         kept = [(key, value) for key, value in parse_qsl(parts.query) if key != "password"]
         url = url.partition("?")[0] + ("?" + urlencode(kept, safe="/") if kept else "")
     return url
+
+
+def milliseconds(timeout: float) -> int:
+    """A lock timeout for ``lock_timeout``, where 0 would mean forever."""
+    return min(max(1, math.ceil(timeout * 1000)), 2**31 - 1)
 
 
 def server_of(params: dict[str, Any]) -> str:

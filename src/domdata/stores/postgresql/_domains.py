@@ -14,7 +14,8 @@ import psycopg
 from ..._errors import DomainExists, ItemsClash
 from ..._types import Domain, Incarnation
 from ..base import NO_DOMAIN, NoDomain, OneStepTable
-from ._schema import milliseconds
+from ._changes import PostgreSQLFeed
+from ._connections import milliseconds
 from ._session import Session
 
 #: How long a migration waits for the destination domain's lock.
@@ -80,7 +81,8 @@ class PostgreSQLDomains(OneStepTable):
         return Domain(domid, uuid, name)
 
     def remove(self, incarnation: Incarnation) -> int:
-        with self._session.connection_for((incarnation.domid,), incarnation) as conn:
+        with self._session.connection_for((incarnation.domid,), incarnation) as conn, conn.transaction():
+            PostgreSQLFeed.record_as(conn, "destroy")
             row = conn.execute(
                 _REMOVE, {"host": self._host, "domid": incarnation.domid, "uuid": incarnation.uuid}
             ).fetchone()

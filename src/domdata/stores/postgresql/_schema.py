@@ -8,12 +8,12 @@ processes using a fresh database at once create it exactly once.
 
 from __future__ import annotations
 
-import math
 from typing import Any, LiteralString
 
 import psycopg
 
 from ..._errors import StoreUnavailable
+from ._changes import MIGRATION as CHANGES_MIGRATION
 
 #: pg_advisory_xact_lock(int, int) keys of the migration lock ("domd", 0). The
 #: two-key form lives apart from the bigint keys of the domain locks.
@@ -123,15 +123,12 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
     ),
     # 3: the domain source that governs each host's part of the store.
     ("CREATE TABLE sources (host text PRIMARY KEY, source text NOT NULL)",),
+    # 4: the change feed (see _changes).
+    CHANGES_MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _CURRENT = "SELECT max(version) FROM schema_version"
-
-
-def milliseconds(timeout: float) -> int:
-    """A lock timeout for ``lock_timeout``, where 0 would mean forever."""
-    return min(max(1, math.ceil(timeout * 1000)), 2**31 - 1)
 
 
 def ensure_schema(conn: psycopg.Connection[Any], url: str, upto: int = SCHEMA_VERSION) -> None:

@@ -21,8 +21,15 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..._errors import LockTimeout, StoreUnavailable
-from ._connections import Connection, drop_if_hung_up, hung_up, one_line, server_of, session_setup
-from ._schema import milliseconds
+from ._connections import (
+    Connection,
+    drop_if_hung_up,
+    hung_up,
+    milliseconds,
+    one_line,
+    server_of,
+    session_setup,
+)
 
 #: The resident connection, the one pinned by ``lock()``, two for other threads.
 POOL_MAX_SIZE = 4
@@ -236,6 +243,10 @@ class Session:
             conn, self._pinned = self._pinned, None
             self._pool.putconn(conn)
 
+
+    def connect(self) -> Connection:
+        """A connection of its own, outside the pool (a follower's); psycopg's errors are the caller's."""
+        return psycopg.connect(self._url, **self._kwargs)
 
     def close(self) -> None:
         if self._resident is not None:

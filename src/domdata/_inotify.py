@@ -1,0 +1,72 @@
+"""Linux inotify through ctypes (no dependency): wake when files in a directory change.
+
+Loaded only by a follower of the change feed, never by ``import domdata``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import struct
+import weakref
+
+from ._errors import StoreUnavailable
+
+IN_MODIFY = 0x00000002
+IN_CLOSE_WRITE = 0x00000008
+IN_MOVED_FROM = 0x00000040
+IN_MOVED_TO = 0x00000080
+IN_CREATE = 0x00000100
+IN_DELETE = 0x00000200
+IN_Q_OVERFLOW = 0x00004000
+_IN_NONBLOCK = os.O_NONBLOCK
+_IN_CLOEXEC = os.O_CLOEXEC
+_EVENT = struct.Struct("iIII")
+
+
+class DirectoryWatch:
+    """Events (mask, file name) for the files of one directory."""
+
+    def __init__(self, directory: str, mask: int, store: str) -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            init, add = libc.inotify_init1, libc.inotify_add_watch
+        except (OSError, AttributeError) as exc:
+            raise StoreUnavailable(f"following changes needs Linux inotify ({exc})", store=store) from exc
+        add.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
+        fd = init(_IN_NONBLOCK | _IN_CLOEXEC)
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise StoreUnavailable(f"inotify_init1: {os.strerror(err)}", store=store)
+        if add(fd, os.fsencode(directory), mask) < 0:
+            err = ctypes.get_errno()
+            os.close(fd)
+            raise StoreUnavailable(f"cannot watch {directory}: {os.strerror(err)}", store=store)
+        self._fd = fd
+        # Closed with the object too: a feed that is never iterated still lets go.
+        self._close = weakref.finalize(self, os.close, fd)
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+
+    def wait(self, timeout: float | None) -> list[tuple[int, str]]:
+        """The events that arrive within *timeout* seconds (None: wait for one);
+        an overflow is reported as ``(IN_Q_OVERFLOW, "")``."""
+        if not self._poll.poll(None if timeout is None else max(0, int(timeout * 1000))):
+            return []
+        events: list[tuple[int, str]] = []
+        while True:
+            try:
+                buffer = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return events
+            offset = 0
+            while offset < len(buffer):
+                _wd, mask, _cookie, length = _EVENT.unpack_from(buffer, offset)
+                offset += _EVENT.size
+                name = buffer[offset : offset + length].split(b"\0", 1)[0]
+                offset += length
+                events.append((mask, os.fsdecode(name)))
+
+    def close(self) -> None:
+        self._close()

@@ -1,0 +1,295 @@
+"""The change feed of the PostgreSQL store (schema migration 4).
+
+Recording: a row trigger on ``userdata`` inserts one row into ``changes`` for
+every item written, deleted or moved, by any path: the plain statements, the
+fused server-side functions (``domdata_put``/``domdata_delete`` need no new
+version: the trigger fires inside them), ``drop``, the managed ``destroy`` and
+``migrate``. A removal that is not an ``unlink`` says its op in the
+transaction-local setting ``domdata.change_op``; a migration (an UPDATE that
+moves an item to another host or domid) records ``migrate`` at the old place
+and ``store`` at the new one.
+
+Commit order: a sequence gives revisions in allocation order, and a follower
+reading "rev > N" could miss a lower revision that commits later. So the
+trigger takes a transaction-level advisory lock, ("chng", 0), before taking
+the next revision; it is held until the transaction has committed and become
+visible, so revisions are assigned in commit order across every host, and a
+snapshot that sees revision N sees every committed revision below N. The
+cost: writing transactions of the whole cluster commit one at a time from
+their first change on. PostgreSQL already serialises the commits of
+transactions that NOTIFY (the notification queue's lock), which the feed
+needs too; benchmarks/rows_changes.py measures the whole.
+
+Waking: the trigger NOTIFYs ``domdata_changes`` (delivered at commit, once per
+transaction). A follower LISTENs on a connection of its own, then reads: a
+commit after the LISTEN wakes it, a commit before is in what it reads. When
+the connection is lost (a server restart) it reconnects, listens again and
+reads on from its last revision.
+
+Retention: every 256th revision, the trigger deletes the changes both older
+than the retention age and beyond the retention count, and notes the highest
+revision deleted in ``change_trimmed``: ``since`` below it is ChangesLost.
+Revisions of rolled-back transactions leave holes; holes are never lost.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, LiteralString
+
+import psycopg
+
+from ..._changes import Change, ChangeOp, Listing, Retention, changes_lost
+from ..._errors import StoreUnavailable
+from ..._types import Item
+from ._connections import Connection, one_line
+from ._session import Session
+
+#: The NOTIFY channel.
+CHANNEL = "domdata_changes"
+_DEFAULT = Retention()
+
+#: The schema migration of the feed: the changes, the trigger that records them, retention.
+MIGRATION: tuple[LiteralString, ...] = (
+    "CREATE SEQUENCE changes_rev",
+    """CREATE TABLE changes (
+        rev bigint PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT statement_timestamp(),
+        op text NOT NULL CHECK (op IN ('store', 'delete', 'destroy', 'reap', 'migrate')),
+        host text NOT NULL,
+        domid bigint NOT NULL,
+        uuid uuid NOT NULL,
+        userid text NOT NULL,
+        size integer)""",
+    """CREATE TABLE change_retention (
+        id integer PRIMARY KEY CHECK (id = 1), changes bigint NOT NULL, seconds double precision NOT NULL)""",
+    "INSERT INTO change_retention VALUES (1, 100000, 86400)",
+    "CREATE TABLE change_trimmed (id integer PRIMARY KEY CHECK (id = 1), upto bigint NOT NULL)",
+    "INSERT INTO change_trimmed VALUES (1, 0)",
+    """CREATE FUNCTION domdata_record_change() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            v_rev bigint;
+            v_keep bigint;
+            v_seconds double precision;
+            v_upto bigint;
+        BEGIN
+            -- Revisions in commit order: one writer at a time from here to its commit.
+            PERFORM pg_advisory_xact_lock(1667788391, 0);
+            IF TG_OP = 'DELETE' THEN
+                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
+                    VALUES (nextval('changes_rev'),
+                            coalesce(nullif(current_setting('domdata.change_op', true), ''), 'delete'),
+                            OLD.host, OLD.domid, OLD.uuid, OLD.userid, NULL)
+                    RETURNING rev INTO v_rev;
+            ELSIF TG_OP = 'UPDATE'
+                AND (OLD.host, OLD.domid, OLD.uuid) IS DISTINCT FROM (NEW.host, NEW.domid, NEW.uuid) THEN
+                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
+                    VALUES (nextval('changes_rev'), 'migrate',
+                            OLD.host, OLD.domid, OLD.uuid, OLD.userid, NULL);
+                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
+                    VALUES (nextval('changes_rev'), 'store', NEW.host, NEW.domid, NEW.uuid, NEW.userid,
+                            octet_length(NEW.data))
+                    RETURNING rev INTO v_rev;
+            ELSE
+                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
+                    VALUES (nextval('changes_rev'), 'store', NEW.host, NEW.domid, NEW.uuid, NEW.userid,
+                            octet_length(NEW.data))
+                    RETURNING rev INTO v_rev;
+            END IF;
+            PERFORM pg_notify('domdata_changes', '');
+            IF v_rev % 256 = 0 THEN
+                SELECT changes, seconds INTO v_keep, v_seconds FROM change_retention;
+                WITH gone AS (
+                    DELETE FROM changes WHERE rev < least(
+                        v_rev + 1 - v_keep,
+                        coalesce((SELECT c.rev FROM changes c
+                                  WHERE c.at >= statement_timestamp() - make_interval(secs => v_seconds)
+                                  ORDER BY c.rev LIMIT 1), v_rev))
+                    RETURNING rev)
+                SELECT max(rev) INTO v_upto FROM gone;
+                IF v_upto IS NOT NULL THEN
+                    UPDATE change_trimmed SET upto = greatest(upto, v_upto);
+                END IF;
+            END IF;
+            RETURN NULL;
+        END $$""",
+    """CREATE TRIGGER userdata_changes AFTER INSERT OR UPDATE OR DELETE ON userdata
+        FOR EACH ROW EXECUTE FUNCTION domdata_record_change()""",
+)
+
+_REPEATABLE = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+_NEWEST = "SELECT coalesce((SELECT max(rev) FROM changes), (SELECT upto FROM change_trimmed))"
+_BOUNDS = (
+    "SELECT (SELECT upto FROM change_trimmed), (SELECT min(rev) FROM changes),"
+    " (SELECT max(rev) FROM changes),"
+    " (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM changes_rev)"
+)
+_READ = "SELECT rev, op, host, domid, uuid::text, userid, size FROM changes WHERE rev > %s AND rev <= %s"
+_BATCH = 1000
+#: Idle, re-read this often even without a notification.
+_SAFETY = 5.0
+#: A follower that lost its server tries to reconnect this long, then gives up.
+RECONNECT_PATIENCE = 60.0
+
+
+class PostgreSQLFeed:
+    """The change feed of one PostgreSQL store: the cause of a removal, the
+    retention, a listing with its revision, and followers on connections of
+    their own."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    @staticmethod
+    def set_retention(conn: Connection, retention: Retention) -> None:
+        conn.execute(
+            "UPDATE change_retention SET changes = %s, seconds = %s", (retention.changes, retention.seconds)
+        )
+
+    @staticmethod
+    def record_as(conn: Connection, op: ChangeOp) -> None:
+        """Inside a transaction: items deleted in it are changes of *op*."""
+        conn.execute("SELECT set_config('domdata.change_op', %s, true)", (op,))
+
+    def listing(
+        self, items: Callable[[Connection], list[Item]], domids: Sequence[int], domain: object
+    ) -> Listing:
+        """``items(conn)`` and the revision they reflect, read in one snapshot."""
+        with self._session.connection_for(domids, domain) as conn, conn.transaction():
+            conn.execute(_REPEATABLE)
+            listed = items(conn)
+            row = conn.execute(_NEWEST).fetchone()
+        assert row is not None
+        return Listing(listed, int(row[0]))
+
+    def changes(self, domid: int | None, since: int | None, follow: bool) -> Iterator[Change]:
+        session = self._session
+        reader = _Reader(session, None if domid is None else (session.host, domid), follow)
+        try:
+            last = reader.start(since)
+        except BaseException:
+            reader.close()
+            raise
+        return reader.run(last)
+
+
+class _Reader:
+    """One follower's own connection, listening when it follows."""
+
+    def __init__(self, session: Session, domain: tuple[str, int] | None, follow: bool) -> None:
+        self._session = session
+        self._printable = session.url
+        self._follow = follow
+        self._sql: LiteralString = _READ + (" AND host = %s AND domid = %s" if domain else "")
+        self._sql += " ORDER BY rev"
+        self._domain: tuple[object, ...] = domain or ()
+        self._conn: Connection | None = None
+        self._connect()
+
+    def _fail(self, exc: psycopg.Error) -> StoreUnavailable:
+        return StoreUnavailable(f"PostgreSQL: {one_line(exc)}", store=self._printable)
+
+    def _connect(self) -> None:
+        try:
+            conn = self._session.connect()
+            if self._follow:
+                conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error as exc:
+            raise self._fail(exc) from exc
+        self._conn = conn
+
+    def _read(self, last: int) -> tuple[list[Any], int]:
+        """A batch of changes after *last* and the revision read up to; ChangesLost
+        if what follows *last* is no longer retained. One snapshot."""
+        conn = self._conn
+        assert conn is not None
+        with conn.transaction():
+            conn.execute(_REPEATABLE)
+            bounds = conn.execute(_BOUNDS).fetchone()
+            assert bounds is not None
+            trimmed, oldest, newest, allocated = bounds
+            if last < trimmed or last > allocated:
+                first = trimmed + 1 if oldest is None else oldest
+                raise changes_lost(self._printable, last, first, allocated)
+            # A range of revisions, not a LIMIT: without fresh statistics the
+            # planner would sort the whole tail for each batch.
+            upto = min(trimmed if newest is None else newest, last + _BATCH)
+            rows = conn.execute(self._sql, (last, upto, *self._domain)).fetchall()
+        return rows, max(upto, last)
+
+    def start(self, since: int | None) -> int:
+        try:
+            if since is not None:
+                self._read(since)
+                return since
+            assert self._conn is not None
+            row = self._conn.execute(
+                "SELECT coalesce((SELECT min(rev) FROM changes), (SELECT upto + 1 FROM change_trimmed))"
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise self._fail(exc) from exc
+        assert row is not None
+        return int(row[0]) - 1
+
+    def run(self, last: int) -> Iterator[Change]:
+        try:
+            while True:
+                try:
+                    rows, upto = self._read(last)
+                except psycopg.OperationalError:
+                    if not self._follow:
+                        raise
+                    self._reconnect()
+                    continue
+                for rev, op, host, domid, uuid, userid, size in rows:
+                    yield Change(rev, op, host, domid, uuid, userid, size)
+                advanced, last = upto > last, upto
+                if advanced:
+                    continue
+                if not self._follow:
+                    return
+                try:
+                    self._wait()
+                except psycopg.OperationalError:
+                    self._reconnect()
+        except psycopg.Error as exc:
+            raise self._fail(exc) from exc
+        finally:
+            self.close()
+
+    def _wait(self) -> None:
+        """Until a notification (or the connection) has something to say.
+
+        Notifications that came during the last read are in psycopg's backlog:
+        take them first. Then sleep in poll(2) on the socket: psycopg's own
+        wait wakes every 100 ms, which an idle follower would pay for."""
+        conn = self._conn
+        assert conn is not None
+        if list(conn.notifies(timeout=0)):
+            return
+        poller = select.poll()
+        poller.register(conn.pgconn.socket, select.POLLIN)
+        poller.poll(int(_SAFETY * 1000))
+
+    def _reconnect(self) -> None:
+        """The server went away: connect and listen again; the caller reads on
+        from its last revision, so nothing is missed and nothing repeated."""
+        self.close()
+        deadline = time.monotonic() + RECONNECT_PATIENCE
+        delay = 0.05
+        while True:
+            try:
+                self._connect()
+                return
+            except StoreUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,222 @@
+"""The change feed of the SQLite store.
+
+Recording: triggers on ``userdata`` insert one row into ``changes`` inside the
+statement that writes the item, so every write path (the managed one-statement
+calls, ``put``/``delete``, ``drop``, even a hand-run sqlite3 shell) records its
+change in its own transaction and keeps its single statement. A removal that
+is not an ``unlink`` (``destroy``, ``reap``, the watch daemon) runs inside a
+transaction that first writes its op into the one-row table ``change_cause``,
+which the delete trigger reads; it is removed before the commit, so no other
+connection ever sees it. Revisions are the ``INTEGER PRIMARY KEY`` (the
+rowid, max + 1): SQLite has one writer at a time, so they grow in commit
+order; trimming never removes the newest change (``Retention.changes`` >= 1),
+so none is ever reused. Not AUTOINCREMENT: its ``sqlite_sequence`` row is one
+more page written per commit (3 WAL frames a write instead of 2), which the
+durable ``store`` benchmark sees.
+
+Trimming: every 256th revision, the insert trigger deletes the changes that
+are both older than the retention age and beyond the retention count (a range
+at the start of the table), so a write pays for it about one row delete.
+
+Following: a follower reads new rows on its own connection and, in between,
+sleeps on inotify for the database's directory (the ``-wal`` file is written at
+every commit). The event comes when the commit's frames are written, before
+SQLite publishes the commit (after its fsync), so after each event the
+follower re-reads a few times with a growing delay until the directory has
+been quiet for a moment. Idle, it sleeps in poll(2), re-reading every
+``_SAFETY`` seconds in case the file system delivers no events (NFS).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from .._changes import OPS, Change, Listing, Removal, Retention, changes_lost
+from .._errors import StoreUnavailable
+from .._types import Item
+
+if TYPE_CHECKING:
+    from .sqlite import Database
+
+_NOW = "(julianday('now') - 2440587.5) * 86400.0"
+_RECORD = "INSERT INTO changes (at, op, domid, uuid, userid, size) VALUES (" + _NOW + ", {op}, {row}.domid,"
+#: The schema migration of the feed: the changes, their triggers, their retention.
+SCHEMA_CHANGES = (
+    f"""CREATE TABLE changes (
+        rev INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        op TEXT NOT NULL CHECK (op IN ({", ".join(repr(op) for op in OPS)})),
+        domid INTEGER NOT NULL,
+        uuid TEXT NOT NULL,
+        userid TEXT NOT NULL,
+        size INTEGER)""",
+    "CREATE TABLE change_cause (id INTEGER PRIMARY KEY CHECK (id = 1), op TEXT NOT NULL)",
+    """CREATE TABLE change_retention (
+        id INTEGER PRIMARY KEY CHECK (id = 1), changes INTEGER NOT NULL, seconds REAL NOT NULL)""",
+    f"INSERT INTO change_retention VALUES (1, {Retention().changes}, {Retention().seconds})",
+    "CREATE TRIGGER userdata_stored AFTER INSERT ON userdata BEGIN "
+    + _RECORD.format(op="'store'", row="NEW")
+    + " NEW.uuid, NEW.userid, length(NEW.data)); END",
+    "CREATE TRIGGER userdata_replaced AFTER UPDATE OF data ON userdata BEGIN "
+    + _RECORD.format(op="'store'", row="NEW")
+    + " NEW.uuid, NEW.userid, length(NEW.data)); END",
+    "CREATE TRIGGER userdata_deleted AFTER DELETE ON userdata BEGIN "
+    + _RECORD.format(op="coalesce((SELECT op FROM change_cause), 'delete')", row="OLD")
+    + " OLD.uuid, OLD.userid, NULL); END",
+    # The oldest change to keep is the older of: the one retention.changes back,
+    # the first one younger than retention.seconds (found from the start of the
+    # table, so the scan costs what it deletes).
+    """CREATE TRIGGER changes_trim AFTER INSERT ON changes WHEN NEW.rev % 256 = 0 BEGIN
+        DELETE FROM changes WHERE rev < min(
+            NEW.rev + 1 - (SELECT changes FROM change_retention),
+            coalesce((SELECT rev FROM changes
+                      WHERE at >= NEW.at - (SELECT seconds FROM change_retention) ORDER BY rev LIMIT 1),
+                     NEW.rev));
+    END""",
+)
+_NEWEST = "SELECT coalesce(max(rev), 0) FROM changes"
+# Two subqueries: SQLite reads min() or max() from the index end only alone.
+_BOUNDS = "SELECT (SELECT min(rev) FROM changes), (" + _NEWEST + ")"
+_READ = "SELECT rev, op, domid, uuid, userid, size FROM changes WHERE rev > ? AND rev <= ?"
+_BATCH = 1000
+#: After an event, re-read until the directory has been quiet this long.
+_SETTLE = 0.25
+#: The longest delay between re-reads while settling.
+_MAX_DELAY = 0.032
+#: Idle, re-read this often even without an event.
+_SAFETY = 5.0
+
+
+class SQLiteFeed:
+    """The change feed of one SQLite store: its recording (triggers, and the
+    cause of a removal) and its reading (a follower's own connection)."""
+
+    def __init__(self, db: Database, path: str) -> None:
+        self._db = db
+        self._path = path
+        self.url = db.url
+
+    # -- writing -------------------------------------------------------------
+
+    def set_retention(self, retention: Retention) -> None:
+        self._db.write(
+            "UPDATE change_retention SET changes = ?, seconds = ?", (retention.changes, retention.seconds)
+        )
+
+    @contextmanager
+    def recorded_as(self, db: sqlite3.Connection, op: Removal) -> Iterator[None]:
+        """Inside a transaction: items deleted in the block are changes of *op*."""
+        db.execute("INSERT INTO change_cause (id, op) VALUES (1, ?)", (op,))
+        yield
+        db.execute("DELETE FROM change_cause")
+
+    # -- reading -------------------------------------------------------------
+
+    def listing(self, items: Callable[[], Sequence[Item]], domain: object) -> Listing:
+        """*items* and the revision they reflect, read in one snapshot."""
+        db = self._db.connection
+        self._db.query("BEGIN")
+        try:
+            listed = items()
+            rev = self._db.query(_NEWEST, (), domain).fetchone()[0]
+        finally:
+            db.rollback()
+        return Listing(listed, rev)
+
+    def changes(self, domid: int | None, since: int | None, follow: bool) -> Iterator[Change]:
+        from .._inotify import IN_CREATE, IN_MODIFY, IN_MOVED_TO, DirectoryWatch
+
+        # The watch exists before the first read: no commit falls in between.
+        watch = None
+        if follow:
+            directory = os.path.dirname(os.path.abspath(self._path))
+            watch = DirectoryWatch(directory, IN_MODIFY | IN_CREATE | IN_MOVED_TO, self.url)
+        try:
+            reader = _Reader(self._path, self.url, domid)
+        except BaseException:
+            if watch is not None:
+                watch.close()
+            raise
+        try:
+            last = reader.start(since)
+        except BaseException:
+            reader.close()
+            if watch is not None:
+                watch.close()
+            raise
+        return reader.run(last, watch)
+
+
+class _Reader:
+    """One follower's own connection to the database."""
+
+    def __init__(self, path: str, url: str, domid: int | None) -> None:
+        self._url = url
+        self._names = {os.path.basename(path), os.path.basename(path) + "-wal"}
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite: {exc}", store=url) from exc
+        self._sql = _READ + ("" if domid is None else " AND domid = ?") + f" ORDER BY rev LIMIT {_BATCH}"
+        self._domid: tuple[int, ...] = () if domid is None else (domid,)
+
+    def _read(self, last: int) -> tuple[list[Any], int]:
+        """The changes after *last* (a batch) and the revision read up to; ChangesLost
+        if *last* is no longer retained."""
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            try:
+                oldest, newest = db.execute(_BOUNDS).fetchone()
+                oldest = newest + 1 if oldest is None else oldest
+                if last < oldest - 1 or last > newest:
+                    raise changes_lost(self._url, last, oldest, newest)
+                rows = db.execute(self._sql, (last, newest, *self._domid)).fetchall()
+            finally:
+                db.rollback()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite: {exc}", store=self._url) from exc
+        # A short batch read everything up to newest (filtered or not).
+        return rows, rows[-1][0] if len(rows) == _BATCH else newest
+
+    def start(self, since: int | None) -> int:
+        if since is not None:
+            self._read(since)
+            return since
+        try:
+            oldest = self._db.execute("SELECT coalesce(min(rev), 1) FROM changes").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite: {exc}", store=self._url) from exc
+        return int(oldest) - 1
+
+    def run(self, last: int, watch: Any) -> Iterator[Change]:
+        try:
+            settle_until, delay = 0.0, 0.001
+            while True:
+                rows, upto = self._read(last)
+                for rev, op, domid, uuid, userid, size in rows:
+                    yield Change(rev, op, None, domid, uuid, userid, size)
+                advanced, last = upto > last, upto
+                if advanced:
+                    continue
+                if watch is None:
+                    return
+                if time.monotonic() < settle_until:
+                    events = watch.wait(delay)
+                    delay = min(delay * 2, _MAX_DELAY)
+                else:
+                    events = watch.wait(_SAFETY)
+                if any(name in self._names or not name for _mask, name in events):
+                    settle_until, delay = time.monotonic() + _SETTLE, 0.001
+        finally:
+            self.close()
+            if watch is not None:
+                watch.close()
+
+    def close(self) -> None:
+        self._db.close()

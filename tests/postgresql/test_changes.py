@@ -1,0 +1,102 @@
+"""The change feed across the hosts of one PostgreSQL store, and across a server restart."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import domdata
+from tests.kits.store_postgresql import KIT, Server
+from tests.test_changes import PATIENCE, _listed, _received
+
+fork = multiprocessing.get_context("fork")
+
+
+@pytest.fixture
+def url(tmp_path: Path, kits: None) -> str:
+    return KIT.url(tmp_path)
+
+
+@pytest.fixture
+def server(kits: None) -> Iterator[Server]:
+    own = Server(KIT.binaries())
+    try:
+        yield own
+    finally:
+        own.remove()
+
+
+def _follow(url: str, host: str, since: int, count: int, out: Any, domid: int | None = None) -> None:
+    with domdata.open(url, host=host) as ctx:
+        for n, change in enumerate(ctx.changes(domid, since=since, follow=True), 1):
+            out.send((change.rev, change.op, change.host, change.domid, change.userid))
+            if n == count:
+                break
+    out.close()
+
+
+def test_a_follower_on_one_host_sees_the_writes_of_another(url: str) -> None:
+    with domdata.open(url, host="host-a") as a, domdata.open(url, host="host-b") as b:
+        on_a, on_b = a.managed.create(domid=5), b.managed.create(domid=5)
+        since = _listed(a.list(all_hosts=True)).rev
+        everything, send_all = fork.Pipe(duplex=False)
+        mine, send_mine = fork.Pipe(duplex=False)
+        followers = [
+            fork.Process(target=_follow, args=(url, "host-a", since, 2, send_all)),
+            fork.Process(target=_follow, args=(url, "host-a", since, 1, send_mine, 5)),
+        ]
+        for follower in followers:
+            follower.start()
+        b.store(on_b.domid, "xl", b"on b")
+        a.store(on_a.domid, "xl", b"on a!")
+        seen = _received(everything, 2)
+        assert seen == [(since + 1, "store", "host-b", 5, "xl"), (since + 2, "store", "host-a", 5, "xl")]
+        # A domid names this host's domain only.
+        assert _received(mine, 1) == [(since + 2, "store", "host-a", 5, "xl")]
+        for follower in followers:
+            follower.join(PATIENCE)
+            assert follower.exitcode == 0
+
+
+def test_migrate_is_a_move_in_the_feed(url: str) -> None:
+    with domdata.open(url, host="host-a") as a:
+        dom = a.managed.create()
+        a.store(dom.domid, "xl", b"config")
+        since = _listed(a.list()).rev
+        assert a.migrate(dom.domid, to_domid=9, to_host="host-b") == 1
+        changes = [(c.op, c.host, c.domid, c.userid, c.size) for c in a.changes(since=since)]
+    assert changes == [("migrate", "host-a", dom.domid, "xl", None), ("store", "host-b", 9, "xl", 6)]
+
+
+def _write(url: str, domid: int, first: int, count: int) -> None:
+    with domdata.open(url, host="h") as ctx:
+        for n in range(first, first + count):
+            ctx.store(domid, f"item{n}", b"x")
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_a_follower_survives_a_server_restart(server: Server, mode: str) -> None:
+    url = server.create_database("feed") + "&connect_timeout=2"
+    with domdata.open(url, host="h") as ctx:
+        dom = ctx.managed.create()
+        since = _listed(ctx.list()).rev
+    receive, send = fork.Pipe(duplex=False)
+    follower = fork.Process(target=_follow, args=(url, "h", since, 200, send))
+    follower.start()
+    _write(url, dom.domid, 0, 100)
+    got = _received(receive, 50)
+    server.stop(mode)
+    server.start()
+    _write(url, dom.domid, 100, 100)
+    got += _received(receive, 150)
+    follower.join(PATIENCE)
+    assert follower.exitcode == 0
+    # Exactly once, in order. (After a crash the sequence may skip revisions.)
+    assert [userid for *_, userid in got] == [f"item{n}" for n in range(200)]
+    revs = [rev for rev, *_ in got]
+    assert revs == sorted(set(revs))
+    assert revs[:100] == list(range(since + 1, since + 101))
