@@ -173,4 +173,3 @@ def test_a_libxl_reap_collects_every_other_domain(xen: Path) -> None:
     line = assert_one_line_error(result.stderr, store)
     assert str(unremovable) in line
     assert not list(xen.glob(f"userdata-d.{healthy}.*"))
-

@@ -384,6 +384,7 @@ def _write_all(stream: BinaryIO, data: bytes) -> None:
         view = view[written:]
     stream.flush()
 
+
 @cli.command()
 @click.argument("dom", callback=_dom)
 @click.argument("userid")
@@ -540,8 +541,12 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def _quiet_exit(status: int) -> None:
     """Exit with *status*, and let no flush at exit write to a pipe that is gone."""
+    try:
+        stdout = sys.stdout.fileno() if sys.stdout is not None else 1
+    except (OSError, ValueError):  # not a file (click's test runner)
+        raise SystemExit(status) from None
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno() if sys.stdout is not None else 1)
+    os.dup2(devnull, stdout)
     os.close(devnull)
     raise SystemExit(status)
 
