@@ -1,7 +1,8 @@
 """The exception tree: one root, one small class per way a call can fail.
 
 Every message names the store, the domain and the userid involved, so a line
-in a log says what was being done to what::
+in a log says what was being done to what: one line, whatever the parts hold
+(a newline or another control character is shown escaped)::
 
     Error                   the root: every error domdata raises
     ├── InvalidDomain       a domid, uuid or name is malformed          (ValueError)
@@ -20,7 +21,8 @@ in a log says what was being done to what::
     ├── SourceMismatch      the store is governed by another source than the one named
     ├── NotManaged          create/destroy a domain needs the ``managed`` source
     ├── NotClustered        migrate needs a store with hosts (PostgreSQL)
-    └── ReapRefused         reap would delete data the source does not govern
+    ├── ReapRefused         reap would delete data the source does not govern
+    └── ChangesLost         the changes after a revision are no longer kept
 """
 
 from __future__ import annotations
@@ -51,7 +53,15 @@ class Error(Exception):
             where.append(f"domain {self.domain}")
         if self.userid is not None:
             where.append(f"userid {self.userid!r}")
-        return f"{', '.join(where)}: {self.what}" if where else self.what
+        return one_line(f"{', '.join(where)}: {self.what}" if where else self.what)
+
+
+def one_line(text: str) -> str:
+    """*text* with every character that is not printable (newlines, other line
+    separators, control characters) escaped as Python writes it: ``\\n``, ``\\x00``."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class DomainNotFound(Error, LookupError):
@@ -81,6 +91,15 @@ class InvalidData(Error, TypeError):
 
 class DataTooLarge(Error, ValueError):
     """The data is larger than the store's per-item limit; nothing was written."""
+
+    @classmethod
+    def over(
+        cls, limit: int, size: int | None = None, *, store: str | None, domain: object, userid: str | None
+    ) -> DataTooLarge:
+        """The error for data of *size* bytes, or of an unknown size over *limit*
+        (a stream read up to one byte past the limit)."""
+        what = f"{size} bytes is over" if size is not None else "the data is more than"
+        return cls(f"{what} the limit of {limit} bytes per item", store=store, domain=domain, userid=userid)
 
 
 class LockTimeout(Error, TimeoutError):

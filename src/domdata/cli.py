@@ -9,8 +9,12 @@ Exit statuses (one per error class; 2 is click's usage error):
 3     DomainNotFound     4  InvalidUserid     5  DataTooLarge
 6     LockTimeout        7  StoreUnavailable  8  CorruptItem
 9     DomainExists       10 SourceUnavailable 11 NotManaged
-12    ReapRefused        15 SourceMismatch    16 NotClustered
-17    ChangesLost
+12    ReapRefused        13 InvalidData       15 SourceMismatch
+16    NotClustered       17 ChangesLost
+14    the output could not be written (``retrieve``: a full disk, an I/O
+      error, a closed stdout, ``-o FILE`` that cannot be opened)
+126   ``lock``: COMMAND cannot be run      127  ``lock``: COMMAND not found
+130   interrupted (Ctrl-C, SIGINT)         141  the reader of stdout went away
 ====  =====================================================================
 
 ``lock DOM -- COMMAND`` exits with COMMAND's status (128+N if signal N killed it).
@@ -19,10 +23,15 @@ Exit statuses (one per error class; 2 is click's usage error):
 from __future__ import annotations
 
 import dataclasses
+import errno
 import importlib
+import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from types import FrameType
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
 
 import click
@@ -59,10 +68,19 @@ EXIT_STATUS: dict[type[errors.Error], int] = {
     errors.SourceUnavailable: 10,
     errors.NotManaged: 11,
     errors.ReapRefused: 12,
+    errors.InvalidData: 13,
     errors.SourceMismatch: 15,
     errors.NotClustered: 16,
     errors.ChangesLost: 17,
 }
+#: The output of ``retrieve`` could not be written whole.
+OUTPUT_FAILED = 14
+#: ``lock``: COMMAND exists but cannot be run; COMMAND is not found (as in a shell).
+CANNOT_RUN, NOT_FOUND = 126, 127
+#: Ctrl-C (SIGINT), and a reader of stdout that went away (128 + SIGPIPE).
+INTERRUPTED, BROKEN_PIPE = 130, 141
+#: The largest --max-item-size: what SQLite (SQLITE_MAX_LENGTH) and PostgreSQL (bytea) hold.
+MAX_ITEM_SIZE_CAP = 1_000_000_000
 
 
 def exit_status(exc: errors.Error) -> int:
@@ -149,11 +167,21 @@ class _Shell(click.Group):
             ctx.exit(exit_status(exc))
 
 
+def _is_domid(dom: str) -> bool:
+    """A domid is ASCII digits, never other digits that str.isdigit accepts (superscripts...)."""
+    return dom.isascii() and dom.isdigit()
+
+
 def _dom(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> str | None:
-    """DOM: a domid, a uuid or a name. A bad domid or uuid is a usage error (status 2)."""
+    """DOM: a domid, a uuid or a name. A bad domid or uuid is a usage error (status 2),
+    as are an empty DOM, one with a control character, and digits other than 0-9."""
     if value is None:
         return None
-    if value.isdigit():
+    if not value or not value.isprintable():
+        raise click.BadParameter(f"{_shown(value)} is not a domid, a uuid or a domain name", ctx, param)
+    if value.isdigit() and not value.isascii():
+        raise click.BadParameter(f"{_shown(value)}: a domid is written with the digits 0-9", ctx, param)
+    if _is_domid(value):
         if int(value) > MAX_DOMID:
             raise click.BadParameter(f"domid {value} is outside 0..{MAX_DOMID}", ctx, param)
         return str(int(value))
@@ -188,7 +216,32 @@ userid_argument = click.argument("userid", shell_complete=_complete_userid)
 
 def _domid(settings: Settings, dom: str) -> int:
     """DOM as a domid: itself if it is one (the call checks it lives), else looked up."""
-    return int(dom) if dom.isdigit() else settings.open().find(dom).domid
+    return int(dom) if _is_domid(dom) else settings.open().find(dom).domid
+
+
+def _shown(value: str) -> str:
+    """*value* quoted on one line, control characters escaped."""
+    return ascii(value) if not value.isprintable() else repr(value)
+
+
+def _no_nul(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and "\0" in value:
+        raise click.BadParameter(f"{_shown(value)} contains a NUL character", ctx, param)
+    return value
+
+
+def _host(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and (not value or not value.isprintable()):
+        raise click.BadParameter(f"{_shown(value)} is not a host name", ctx, param)
+    return value
+
+
+def _lock_timeout(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    # FloatRange lets nan through (every comparison with it is false).
+    if not (math.isfinite(value) and 0 <= value <= threading.TIMEOUT_MAX):
+        most = f"{threading.TIMEOUT_MAX:.0f}"
+        raise click.BadParameter(f"{value} is not a number of seconds in 0..{most}", ctx, param)
+    return value
 
 
 def _json(value: object) -> None:
@@ -232,6 +285,7 @@ def json_option(func: F) -> F:
     envvar="DOMDATA_STORE",
     metavar="URL",
     show_envvar=True,
+    callback=_no_nul,
     help="sqlite:///path, libxl:///dir or postgresql://... [default: SQLite in the user state dir]",
 )
 @click.option(
@@ -239,6 +293,7 @@ def json_option(func: F) -> F:
     envvar="DOMDATA_DOMAINS",
     show_envvar=True,
     metavar="SOURCE",
+    callback=_no_nul,
     help="Who says which domains exist: managed, libvirt:<uri> or xen (libxenlight)"
     " [default: the source the store records, else managed].",
 )
@@ -246,6 +301,7 @@ def json_option(func: F) -> F:
     "--host",
     envvar="DOMDATA_HOST",
     show_envvar=True,
+    callback=_host,
     help="This host's name in a cluster store [default: the machine's host name].",
 )
 @click.option(
@@ -261,12 +317,13 @@ def json_option(func: F) -> F:
     show_default=True,
     envvar="DOMDATA_LOCK_TIMEOUT",
     show_envvar=True,
+    callback=_lock_timeout,
     metavar="SECONDS",
     help="How long a call waits for a held domain lock before failing.",
 )
 @click.option(
     "--max-item-size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_ITEM_SIZE_CAP),
     default=DEFAULT_MAX_ITEM_SIZE,
     show_default=True,
     envvar="DOMDATA_MAX_ITEM_SIZE",
@@ -356,19 +413,62 @@ def _read_all(stream: BinaryIO, limit: int) -> bytes:
 def store_cmd(settings: Settings, dom: str, userid: str, file: BinaryIO) -> None:
     """Store FILE (or stdin) as the item USERID of DOM. Empty input deletes it."""
     ctx = settings.open()
-    ctx.store(_domid(settings, dom), userid, _read_all(file, ctx.max_item_size))
+    domid = _domid(settings, dom)
+    data = _read_all(file, ctx.max_item_size)
+    try:
+        ctx.store(domid, userid, data)
+    except errors.DataTooLarge as exc:
+        # Reading stopped one byte past the limit: the input's size is unknown.
+        raise errors.DataTooLarge.over(
+            ctx.max_item_size, store=exc.store, domain=exc.domain, userid=exc.userid
+        ) from None
 
 
 @cli.command()
 @dom_argument()
 @userid_argument
-@click.option("-o", "--output", type=click.File("wb"), default="-", help="Write to FILE instead of stdout.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    help="Write to FILE instead of stdout (opened only once the item is read).",
+)
 @pass_settings
-def retrieve(settings: Settings, dom: str, userid: str, output: BinaryIO) -> None:
+def retrieve(settings: Settings, dom: str, userid: str, output: str) -> None:
     """Write the item's raw bytes to stdout. An absent item writes nothing (exit 0)."""
     data = settings.open().retrieve(_domid(settings, dom), userid)
-    output.write(data)
-    output.flush()
+    _write_output(output, data)
+
+
+def _write_output(output: str, data: bytes) -> None:
+    """Write *data* whole to stdout or the file *output*, or fail with OUTPUT_FAILED:
+    a short write is never a success. A reader that went away ends quietly."""
+    where = "stdout" if output == "-" else output
+    try:
+        if output == "-":
+            if sys.stdout is None:
+                raise OSError(errno.EBADF, "stdout is closed")
+            _write_all(sys.stdout.buffer, data)
+            return
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb", buffering=0) as file:
+            _write_all(file, data)
+    except BrokenPipeError:
+        _quiet_exit(BROKEN_PIPE)
+    except OSError as exc:
+        click.echo(f"domdata: cannot write {_shown(where)}: {exc.strerror or exc}", err=True)
+        raise SystemExit(OUTPUT_FAILED) from None
+
+
+def _write_all(stream: BinaryIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if not written:
+            raise OSError(errno.ENOSPC, "short write: no space left")
+        view = view[written:]
+    stream.flush()
 
 
 @cli.command()
@@ -496,8 +596,9 @@ def lock(settings: Settings, dom: str, command: Sequence[str]) -> None:
         try:
             status = subprocess.call(list(command), env={**os.environ, LOCKED_ENV: json.dumps(held)})
         except OSError as exc:
-            click.echo(f"domdata: cannot run {command[0]}: {exc.strerror}", err=True)
-            status = 127 if isinstance(exc, FileNotFoundError) else 126
+            what = f"cannot run {_shown(command[0])}: {exc.strerror}"
+            click.echo(f"domdata: store {ctx.store_url}, domain {incarnation.domid}: {what}", err=True)
+            status = NOT_FOUND if isinstance(exc, FileNotFoundError) else CANNOT_RUN
     raise SystemExit(128 - status if status < 0 else status)
 
 
@@ -629,10 +730,48 @@ def registry_cmd(as_json: bool) -> None:
         click.echo(f"{e.userid}\n  owner: {e.owner}\n  format: {e.format}\n  {e.description}")
 
 
+class Interrupted(BaseException):
+    """Ctrl-C: raised by the SIGINT handler, past click (which would print two lines)."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted
+
+
+def _quiet_exit(status: int) -> None:
+    """Exit with *status*, and let no flush at exit write to a pipe that is gone."""
+    try:
+        stdout = sys.stdout.fileno() if sys.stdout is not None else 1
+    except (OSError, ValueError):  # not a file (click's test runner)
+        raise SystemExit(status) from None
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stdout)
+    os.close(devnull)
+    raise SystemExit(status)
+
+
+def _plug_closed_descriptors() -> None:
+    """A closed stdin, stdout or stderr gets /dev/null, so that no file domdata
+    opens (a database) takes descriptor 1 or 2 and receives output. Python has
+    already set sys.stdout (or stdin, stderr) to None: retrieve sees that."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+
+
 def main() -> None:
+    _plug_closed_descriptors()
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         cli()
     except BrokenPipeError:
         # A reader such as `head` went away: not an error of ours.
-        sys.stderr.close()
-        raise SystemExit(141) from None
+        _quiet_exit(BROKEN_PIPE)
+    except Interrupted:
+        click.echo("domdata: interrupted", err=True)
+        raise SystemExit(INTERRUPTED) from None

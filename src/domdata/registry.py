@@ -7,16 +7,25 @@ each entry point names a :class:`Userid` or an iterable of them::
 
     [project.entry-points."domdata.userids"]
     backup = "org_example_backup:USERIDS"
+
+A plugin that cannot be loaded, or that yields anything but Userids with valid
+userids, is skipped whole with a one-line warning (logger ``domdata.registry``)
+naming it: a broken package never stops ``show`` or ``registry``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
+
+from ._errors import InvalidUserid, one_line
+from ._userid import check_userid
 
 ENTRY_POINT_GROUP = "domdata.userids"
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +103,33 @@ BUILTIN: tuple[Userid, ...] = (
 )
 
 
+def _load(entry: EntryPoint) -> list[Userid]:
+    """The plugin's Userids; ValueError saying why if it is broken."""
+    try:
+        loaded = entry.load()
+        found = [loaded] if isinstance(loaded, Userid) else list(loaded)
+    except Exception as exc:
+        raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+    for value in found:
+        if not isinstance(value, Userid):
+            raise ValueError(f"{type(value).__name__} {value!r:.60} is not a domdata.registry.Userid")
+        if not all(isinstance(text, str) for text in (value.owner, value.format, value.description)):
+            raise ValueError(f"{value.userid!r}: owner, format and description are str")
+        if value.decoder is not None and not callable(value.decoder):
+            raise ValueError(f"{value.userid!r}: its decoder is not callable")
+        try:
+            check_userid(value.userid)
+        except InvalidUserid as exc:
+            raise ValueError(f"{value.userid!r:.80} is not a valid userid: {exc.what}") from exc
+    return found
+
+
 def _plugins() -> Iterable[Userid]:
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        loaded = entry.load()
-        yield from [loaded] if isinstance(loaded, Userid) else loaded
+        try:
+            yield from _load(entry)
+        except ValueError as exc:
+            _log.warning(one_line(f"domdata: userid plugin {entry.name!r} ({entry.value}) skipped: {exc}"))
 
 
 def registry() -> dict[str, Userid]:
@@ -116,7 +148,17 @@ def render(userid: str, data: bytes, known: dict[str, Userid] | None = None) -> 
         try:
             return entry.decoder(data)
         except ValueError as exc:
-            return f"# not valid {entry.format}: {exc}\n{hexdump(data)}"
+            return f"# not valid {entry.format}: {one_line(str(exc))}\n{hexdump(data)}"
+        except RecursionError:
+            note = f"# nested too deeply to show as {entry.format}"
+        except Exception as exc:  # a plugin's decoder: never let it stop show
+            note = f"# the decoder of {entry.format} failed ({type(exc).__name__})"
+        return f"{one_line(note)}: shown undecoded\n{_undecoded(data)}"
+    return _undecoded(data)
+
+
+def _undecoded(data: bytes) -> str:
+    """UTF-8 text if the data is that, else a hex dump."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
