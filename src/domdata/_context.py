@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 
-from . import reaper
+from . import _boot, reaper
 from ._errors import (
     CorruptItem,
     DataTooLarge,
@@ -59,6 +59,9 @@ class Context:
         self._mutex = threading.RLock()
         # Domains whose lock this context holds (``lock()``); None once destroyed.
         self._held: dict[int, Incarnation | None] = {}
+        if source.dies_with_host:
+            # A reboot ended every incarnation before it: the store binds items to this boot.
+            store.follow_boot(_boot.current(source.spec))
         # The one-step managed calls, when the store keeps the managed domains and has them.
         table = store.domain_table() if isinstance(source, ManagedDomains) else None
         self._one_step = table if isinstance(table, OneStepTable) else None
@@ -384,4 +387,9 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     except BaseException:
         opened.close()
         raise
-    return Context(opened, source, max_item_size=max_item_size, lock_timeout=lock_timeout)
+    try:
+        return Context(opened, source, max_item_size=max_item_size, lock_timeout=lock_timeout)
+    except BaseException:
+        source.close()
+        opened.close()
+        raise

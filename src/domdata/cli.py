@@ -368,6 +368,7 @@ def reap(settings: Settings, dry_run: bool, force: bool, as_json: bool) -> None:
                 "dry_run": report.dry_run,
                 "items": report.items,
                 "incarnations": [i._asdict() for i in report.incarnations],
+                "earlier_boot": [i._asdict() for i in report.earlier_boot],
                 "leftovers": report.leftovers,
                 "busy": [i._asdict() for i in report.busy],
             }
@@ -376,6 +377,8 @@ def reap(settings: Settings, dry_run: bool, force: bool, as_json: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     for incarnation in report.incarnations:
         click.echo(f"{verb} domain {incarnation}")
+    for incarnation in report.earlier_boot:
+        click.echo(f"{verb} the items domain {incarnation} had before this host's boot")
     for path in report.leftovers:
         click.echo(f"{verb} {path}")
     for incarnation in report.busy:

@@ -6,11 +6,16 @@ before its data goes (in batches, so that open files stay bounded), so a
 write racing its death is collected too. A store that other programs write
 (``SharedDirectory``) may refuse a source that cannot see their domains,
 and has its debris swept.
+
+For a source whose domains die with the host, a reboot ended every
+incarnation that ran before it (DESIGN section 1): items written during an
+earlier boot are collected even when the same ``(domid, uuid)`` runs again,
+under its lock, and its items of this boot are kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from ._errors import LockTimeout
@@ -27,6 +32,8 @@ class ReapReport:
     """What ``reap`` removed (or, with ``dry_run``, would remove)."""
 
     incarnations: list[Incarnation] = field(default_factory=list)
+    #: Live incarnations whose items of an earlier boot of the host went.
+    earlier_boot: list[Incarnation] = field(default_factory=list)
     items: int = 0
     leftovers: list[str] = field(default_factory=list)
     busy: list[Incarnation] = field(default_factory=list)
@@ -47,24 +54,39 @@ def reap(
     shared = store if isinstance(store, SharedDirectory) else None
     if shared is not None and not force and not dry_run:
         shared.check_reap(source.xen_view)
+    earlier = store.earlier_boot() if source.dies_with_host else ()
     stored = store.incarnations()
-    dead = sorted(Incarnation._make(pair) for pair in stored - source.incarnations())
+    living = source.incarnations()
+    dead = sorted(Incarnation._make(pair) for pair in stored - living)
+    # Incarnations that run again after a reboot, with items of the boot before.
+    rerun = sorted({Incarnation(i.domid, i.uuid) for i in earlier} & living)
     report = ReapReport(dry_run=dry_run)
     if dry_run:
         report.incarnations = dead
+        report.earlier_boot = rerun
         doomed = set(dead)
         report.items = sum(1 for item in store.items(None) if (item.domid, item.uuid) in doomed)
+        report.items += sum(1 for item in earlier if (item.domid, item.uuid) in living)
         report.leftovers = [] if shared is None else shared.sweep(dry_run=True)
         return report
-    for start in range(0, len(dead), BATCH):
-        _reap_batch(store, dead[start : start + BATCH], held, timeout, report)
+    jobs = ((store.drop, dead, report.incarnations), (store.drop_earlier_boot, rerun, report.earlier_boot))
+    for drop, ended, done in jobs:
+        for start in range(0, len(ended), BATCH):
+            _reap_batch(drop, ended[start : start + BATCH], store, held, timeout, report, done)
     report.leftovers = [] if shared is None else shared.sweep(dry_run=False)
     return report
 
 
 def _reap_batch(
-    store: Store, batch: Sequence[Incarnation], held: Collection[int], timeout: float, report: ReapReport
+    drop: Callable[[Collection[Incarnation]], int],
+    batch: Sequence[Incarnation],
+    store: Store,
+    held: Collection[int],
+    timeout: float,
+    report: ReapReport,
+    done: list[Incarnation],
 ) -> None:
+    """Lock each incarnation of *batch*, then *drop* the locked ones' items."""
     locks: list[HeldLock] = []
     locked: list[Incarnation] = []
     try:
@@ -76,8 +98,8 @@ def _reap_batch(
                     report.busy.append(incarnation)
                     continue
             locked.append(incarnation)
-        report.items += store.drop(locked)
-        report.incarnations.extend(locked)
+        report.items += drop(locked)
+        done.extend(locked)
     finally:
         for lock in locks:
             lock.release()

@@ -48,10 +48,19 @@ def _no_domain(exc: libvirt.libvirtError) -> bool:
     return bool(exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN)
 
 
+def on_this_host(uri: str) -> bool:
+    """Whether the libvirt URI names a hypervisor of this host: it names no
+    remote host (``qemu:///system``, ``xen:///``, ``test:///default``, a
+    ``+unix`` socket), unlike ``qemu+ssh://host/system``."""
+    try:
+        return urlsplit(uri).hostname in (None, "localhost")
+    except ValueError:  # not a URI (libvirt refuses it when connecting)
+        return False
+
+
 def xen_view_of(uri: str) -> XenView:
     """libvirt's Xen driver on this host sees the domains it created itself."""
-    parts = urlsplit(uri)
-    local_xen = parts.scheme in ("xen", "xen+unix") and parts.netloc in ("", "localhost")
+    local_xen = urlsplit(uri).scheme in ("xen", "xen+unix") and on_this_host(uri)
     return XenView.LIBVIRT if local_xen else XenView.NONE
 
 
@@ -83,6 +92,7 @@ class LibvirtDomains(DomainSource):
         self.uri = uri
         self.spec = f"libvirt:{uri}"
         self.xen_view = xen_view_of(uri)
+        self.dies_with_host = on_this_host(uri)
         self._reopen = threading.Lock()
         self._conn: Any = open_connection(uri)
         # The uuid each domid had when last seen: a hint, never an answer.
