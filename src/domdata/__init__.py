@@ -13,7 +13,7 @@ The Python counterpart of libxl's userdata calls::
         dd.destroy(dom.domid)                   # the domain and its data go
 """
 
-from ._context import DEFAULT_LOCK_TIMEOUT, Context, ReapReport, open
+from ._context import DEFAULT_LOCK_TIMEOUT, Context, ReapReport, open, reap_earlier_boots
 from ._errors import (
     CorruptItem,
     DataTooLarge,
@@ -74,4 +74,5 @@ __all__ = [
     "check_userid",
     "open",
     "parse_dom",
+    "reap_earlier_boots",
 ]

@@ -27,7 +27,7 @@ from ._errors import (
 )
 from ._types import DEFAULT_MAX_ITEM_SIZE, Incarnation, Item, check_domid
 from ._userid import check_userid
-from .domains import DomainSource, ManagedDomains, open_source
+from .domains import DomainSource, ManagedDomains, open_source, parse_source
 from .stores import ClusterStore, HeldLock, OneStepTable, Store, StoreOptions, default_url, open_store
 from .stores.base import NO_DOMAIN
 
@@ -393,3 +393,32 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
         source.close()
         opened.close()
         raise
+
+
+def reap_earlier_boots(
+    store: str | None = None,
+    domains: str = "managed",
+    *,
+    dry_run: bool = False,
+    durable: bool = True,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    host: str | None = None,
+) -> ReapReport:
+    """At boot, before any domain of *domains* starts: remove the items that
+    earlier boots of this host left in *store*.
+
+    A reboot ended every incarnation that ran before it (when the source's
+    domains die with the host; with any other source there is nothing to
+    remove), so the source is not asked, nor even opened: libvirtd need not
+    run yet. The items of this boot are kept.
+    """
+    spec = parse_source(domains)
+    options = StoreOptions(durable=durable, host=host, lock_timeout=lock_timeout)
+    opened = open_store(store or default_url(), options)
+    try:
+        if not spec.dies_with_host:
+            return ReapReport(dry_run=dry_run)
+        opened.follow_boot(_boot.current(domains))
+        return reaper.reap_earlier_boots(opened, lock_timeout, dry_run=dry_run)
+    finally:
+        opened.close()

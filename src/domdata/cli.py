@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, TypeVar
 import click
 
 from . import _errors as errors
-from ._context import DEFAULT_LOCK_TIMEOUT, Context
+from ._context import DEFAULT_LOCK_TIMEOUT, Context, reap_earlier_boots
 from ._context import open as open_context
 from ._types import DEFAULT_MAX_ITEM_SIZE, MAX_DOMID, Domain, Incarnation, Item, canonical_uuid, uuid_shaped
 
@@ -357,11 +357,27 @@ def lock(settings: Settings, dom: str, command: Sequence[str]) -> None:
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
 @click.option("--force", is_flag=True, help="Reap even where the store says the source does not govern it.")
+@click.option(
+    "--earlier-boots",
+    is_flag=True,
+    help="Only the items of earlier boots of this host, without asking the domain source "
+    "(at boot, before it starts domains: contrib/domdata-reap-at-boot.service).",
+)
 @json_option
 @pass_settings
-def reap(settings: Settings, dry_run: bool, force: bool, as_json: bool) -> None:
+def reap(settings: Settings, dry_run: bool, force: bool, earlier_boots: bool, as_json: bool) -> None:
     """Remove the data of every incarnation that no longer lives, and debris."""
-    report = settings.open().reap(dry_run=dry_run, force=force)
+    if earlier_boots:
+        report = reap_earlier_boots(
+            settings.store,
+            settings.domains,
+            dry_run=dry_run,
+            durable=settings.durable,
+            lock_timeout=settings.lock_timeout,
+            host=settings.host,
+        )
+    else:
+        report = settings.open().reap(dry_run=dry_run, force=force)
     if as_json:
         _json(
             {

@@ -32,7 +32,8 @@ class ReapReport:
     """What ``reap`` removed (or, with ``dry_run``, would remove)."""
 
     incarnations: list[Incarnation] = field(default_factory=list)
-    #: Live incarnations whose items of an earlier boot of the host went.
+    #: Incarnations whose items of an earlier boot of the host went, though
+    #: they run again (or, reaping at boot, whatever their state).
     earlier_boot: list[Incarnation] = field(default_factory=list)
     items: int = 0
     leftovers: list[str] = field(default_factory=list)
@@ -74,6 +75,26 @@ def reap(
         for start in range(0, len(ended), BATCH):
             _reap_batch(drop, ended[start : start + BATCH], store, held, timeout, report, done)
     report.leftovers = [] if shared is None else shared.sweep(dry_run=False)
+    return report
+
+
+def reap_earlier_boots(store: Store, timeout: float, *, dry_run: bool = False) -> ReapReport:
+    """Collect every item of an earlier boot than the one *store* follows:
+    they belong to ended incarnations, so no source is asked. Each
+    incarnation is locked first, and its items of this boot are kept. A
+    store that other programs write has its debris swept too."""
+    shared = store if isinstance(store, SharedDirectory) else None
+    earlier = store.earlier_boot()
+    ended = sorted({Incarnation(item.domid, item.uuid) for item in earlier})
+    report = ReapReport(dry_run=dry_run)
+    if dry_run:
+        report.earlier_boot = ended
+        report.items = len(earlier)
+    else:
+        for start in range(0, len(ended), BATCH):
+            batch = ended[start : start + BATCH]
+            _reap_batch(store.drop_earlier_boot, batch, store, (), timeout, report, report.earlier_boot)
+    report.leftovers = [] if shared is None else shared.sweep(dry_run=dry_run)
     return report
 
 

@@ -13,6 +13,7 @@ import json
 import sqlite3
 import sys
 import time
+import uuid as _uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 import domdata
+from domdata.domains import parse_source
 from domdata.stores.sqlite import MIGRATIONS
 from tests.kits import STORE_KITS
 from tests.kits.boots import Boot, Boots, host_started
@@ -135,6 +137,51 @@ def test_a_reboot_ends_the_incarnation_that_ran_before_it(
 
 @pytest.mark.usefixtures("kits")
 @pytest.mark.parametrize("store_name", sorted(STORE_KITS))
+def test_reaping_at_boot_needs_no_libvirt_and_leaves_nothing_for_the_autostarted_domain(
+    store_name: str, tmp_path: Path, libvirtd: Libvirtd, boots: Boots
+) -> None:
+    libvirt = need_libvirt()
+    url = STORE_KITS[store_name].url(tmp_path)
+    spec = f"libvirt:{libvirtd.uri}"
+    uuid = str(_uuid.uuid4())
+    conn = libvirt.open(libvirtd.uri)
+    domid = conn.createXML(domain_xml("autostarted", uuid), 0).ID()
+    before = boots.new(host_started())
+    assert calls(boots, before, url, spec, domid, ["store", "a", "1"], ["store", "b", "2"]) == [None, None]
+    conn.close()
+    libvirtd.kill()  # the host goes down with its domains
+
+    after = a_boot_after_now(boots)
+    reap = ("--store", url, "--domains", spec, "reap", "--earlier-boots")
+    dry = boots.domdata(after, *reap, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    report = json.loads(dry.stdout)
+    assert (report["earlier_boot"], report["items"]) == ([{"domid": domid, "uuid": uuid}], 2)
+    # On libxl the lock file goes too, as debris: nothing of that boot is left.
+    debris = [f"removed {p}" for p in sorted(tmp_path.glob(f"xen/userdata-l.{domid}.{uuid}.*"))]
+    assert (store_name == "libxl") == bool(debris)
+    reaped = boots.domdata(after, *reap)
+    assert reaped.returncode == 0, reaped.stderr
+    assert reaped.stdout.splitlines() == [
+        f"removed the items domain {domid} ({uuid}) had before this host's boot",
+        *debris,
+        "removed 2 items of 0 dead incarnations",
+    ]
+    assert list(tmp_path.glob(f"xen/userdata-*.{domid}.{uuid}.*")) == []
+
+    libvirtd.start()  # then libvirt autostarts the domain: the same id and uuid
+    conn = libvirt.open(libvirtd.uri)
+    try:
+        assert conn.createXML(domain_xml("autostarted", uuid), 0).ID() == domid
+        assert calls(boots, after, url, spec, domid, ["incarnation"], ["list"], ["list_all"]) == [
+            [domid, uuid], [], [],
+        ]
+    finally:
+        conn.close()
+
+
+@pytest.mark.usefixtures("kits")
+@pytest.mark.parametrize("store_name", sorted(STORE_KITS))
 def test_a_reboot_leaves_managed_domains_alone(store_name: str, tmp_path: Path, boots: Boots) -> None:
     url = STORE_KITS[store_name].url(tmp_path)
     before = boots.new(host_started())
@@ -145,6 +192,10 @@ def test_a_reboot_leaves_managed_domains_alone(store_name: str, tmp_path: Path, 
         boots, after, url, "managed", 7,
         ["incarnation"], ["retrieve", "a"], ["list"], ["reap", False], ["retrieve", "a"],
     ) == [[7, uuid], "1", ["a"], {"incarnations": [], "earlier_boot": [], "items": 0}, "1"]
+    at_boot = boots.domdata(after, "--store", url, "reap", "--earlier-boots")
+    assert at_boot.returncode == 0, at_boot.stderr
+    assert at_boot.stdout == "removed 0 items of 0 dead incarnations\n"
+    assert calls(boots, after, url, "managed", 7, ["retrieve", "a"]) == ["1"]
 
 
 def test_a_boot_that_cannot_be_read_is_one_line_only_where_the_rule_is_needed(
@@ -185,14 +236,12 @@ def test_a_boot_that_cannot_be_read_is_one_line_only_where_the_rule_is_needed(
         ("qemu+ssh://[::1/system", False),
     ],
 )
-def test_only_a_uri_naming_no_remote_host_dies_with_the_host(uri: str, local: bool) -> None:
-    need_libvirt()
-    from domdata.domains.libvirt import on_this_host
-
-    assert on_this_host(uri) is local
+def test_only_a_libvirt_uri_naming_no_remote_host_dies_with_the_host(uri: str, local: bool) -> None:
+    assert parse_source(f"libvirt:{uri}").dies_with_host is local
 
 
 def test_managed_domains_do_not_die_with_the_host(tmp_path: Path) -> None:
+    assert parse_source("managed").dies_with_host is False
     with domdata.open(f"sqlite://{tmp_path / 'domdata.db'}") as ctx:
         assert ctx.domains.dies_with_host is False
 

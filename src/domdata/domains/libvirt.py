@@ -19,6 +19,7 @@ import libvirt
 
 from .._errors import SourceUnavailable
 from .._types import Domain, Incarnation, XenView
+from . import on_this_host
 from .base import DomainSource
 
 T = TypeVar("T")
@@ -46,16 +47,6 @@ libvirt.registerErrorHandler(_quiet, None)
 
 def _no_domain(exc: libvirt.libvirtError) -> bool:
     return bool(exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN)
-
-
-def on_this_host(uri: str) -> bool:
-    """Whether the libvirt URI names a hypervisor of this host: it names no
-    remote host (``qemu:///system``, ``xen:///``, ``test:///default``, a
-    ``+unix`` socket), unlike ``qemu+ssh://host/system``."""
-    try:
-        return urlsplit(uri).hostname in (None, "localhost")
-    except ValueError:  # not a URI (libvirt refuses it when connecting)
-        return False
 
 
 def xen_view_of(uri: str) -> XenView:
