@@ -82,14 +82,13 @@ class Boots:
         )
         return Boot(ident, started, made / "boot_id", made / "stat")
 
+    def command(self, boot: Boot, *argv: str) -> list[str]:
+        """The command line that runs *argv* in *boot* (for Popen)."""
+        return [*self._unshare, "sh", "-c", _ENTER, "sh", str(boot.boot_id_file), str(boot.stat_file), *argv]
+
     def run(self, boot: Boot, *argv: str) -> subprocess.CompletedProcess[str]:
         """Run *argv* in *boot*; its output as text."""
-        return subprocess.run(
-            [*self._unshare, "sh", "-c", _ENTER, "sh", str(boot.boot_id_file), str(boot.stat_file), *argv],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return subprocess.run(self.command(boot, *argv), capture_output=True, text=True, timeout=120)
 
     def domdata(self, boot: Boot, *args: str) -> subprocess.CompletedProcess[str]:
         """The ``domdata`` command line, run in *boot*."""

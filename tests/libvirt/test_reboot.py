@@ -10,7 +10,10 @@ crash followed by an autostart looks like to domdata.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
 import sys
 import time
 import uuid as _uuid
@@ -196,6 +199,41 @@ def test_a_reboot_leaves_managed_domains_alone(store_name: str, tmp_path: Path, 
     assert at_boot.returncode == 0, at_boot.stderr
     assert at_boot.stdout == "removed 0 items of 0 dead incarnations\n"
     assert calls(boots, after, url, "managed", 7, ["retrieve", "a"]) == ["1"]
+
+
+def test_the_watch_daemon_collects_an_earlier_boots_items_at_start(
+    tmp_path: Path, libvirtd: Libvirtd, domain: tuple[int, str], boots: Boots
+) -> None:
+    path = tmp_path / "domdata.db"
+    url, spec = f"sqlite://{path}", f"libvirt:{libvirtd.uri}"
+    domid, uuid = domain
+    calls(boots, boots.new(host_started()), url, spec, domid, ["store", "a", "1"], ["store", "b", "2"])
+    after = a_boot_after_now(boots)
+    calls(boots, after, url, spec, domid, ["store", "a", "new"])
+
+    def userids() -> list[str]:
+        with sqlite3.connect(path) as db:
+            found = [row[0] for row in db.execute("SELECT userid FROM userdata ORDER BY userid")]
+        db.close()
+        return found
+
+    watch = (sys.executable, "-m", "domdata", "--store", url, "--domains", spec, "watch")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    daemon = subprocess.Popen(boots.command(after, *watch), stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while userids() != ["a"]:
+            assert time.monotonic() < deadline, f"still {userids()} after 60 s"
+            time.sleep(0.05)
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 0, stderr
+    assert f"collected the items incarnation {domid} ({uuid}) had before this host's boot (reap)" in stderr
+    assert calls(boots, after, url, spec, domid, ["retrieve", "a"]) == ["new"]
 
 
 def test_a_boot_that_cannot_be_read_is_one_line_only_where_the_rule_is_needed(
