@@ -42,6 +42,10 @@ class Context:
 
     Thread-safe: calls from several threads are serialised. For parallel work
     open one context per thread or process; the domain locks hold between them.
+
+    When the source's domains die with the host, a reboot ended every
+    incarnation before it: items written during an earlier boot are absent
+    to every call on a domain, and ``reap`` collects them.
     """
 
     def __init__(

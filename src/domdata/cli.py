@@ -399,7 +399,8 @@ def reap(settings: Settings, dry_run: bool, force: bool, earlier_boots: bool, as
         click.echo(f"{verb} {path}")
     for incarnation in report.busy:
         click.echo(f"skipped domain {incarnation}: its lock stayed held")
-    click.echo(f"{verb} {report.items} items of {len(report.incarnations)} dead incarnations")
+    rebooted = f" and of {len(report.earlier_boot)} of an earlier boot" if report.earlier_boot else ""
+    click.echo(f"{verb} {report.items} items of {len(report.incarnations)} dead incarnations{rebooted}")
 
 
 @cli.command()

@@ -131,7 +131,7 @@ def test_a_reboot_ends_the_incarnation_that_ran_before_it(
     assert reaped.returncode == 0, reaped.stderr
     assert reaped.stdout.splitlines() == [
         f"removed the items domain {domid} ({uuid}) had before this host's boot",
-        "removed 1 items of 0 dead incarnations",
+        "removed 1 items of 0 dead incarnations and of 1 of an earlier boot",
     ]
     assert calls(
         boots, after, url, spec, domid, ["list_all"], ["retrieve", "a"], ["retrieve", "b"], ["reap", False],
@@ -168,7 +168,7 @@ def test_reaping_at_boot_needs_no_libvirt_and_leaves_nothing_for_the_autostarted
     assert reaped.stdout.splitlines() == [
         f"removed the items domain {domid} ({uuid}) had before this host's boot",
         *debris,
-        "removed 2 items of 0 dead incarnations",
+        "removed 2 items of 0 dead incarnations and of 1 of an earlier boot",
     ]
     assert list(tmp_path.glob(f"xen/userdata-*.{domid}.{uuid}.*")) == []
 
