@@ -14,7 +14,7 @@ The Python counterpart of libxl's userdata calls::
 """
 
 from ._changes import Change, Listing, Retention
-from ._context import DEFAULT_LOCK_TIMEOUT, Context, StoreInfo, bind, open
+from ._context import DEFAULT_LOCK_TIMEOUT, Context, StoreInfo, bind, open, reap_earlier_boots
 from ._errors import (
     ChangesLost,
     CorruptItem,
@@ -96,4 +96,5 @@ __all__ = [
     "check_userid",
     "open",
     "parse_dom",
+    "reap_earlier_boots",
 ]

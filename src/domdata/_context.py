@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 
+from . import _boot
 from ._changes import Change, ChangeFeed, Listing, Retention
 from ._errors import (
     CorruptItem,
@@ -77,6 +78,10 @@ class Context:
 
     Thread-safe: calls from several threads are serialised. For parallel work
     open one context per thread or process; the domain locks hold between them.
+
+    When the source's domains die with the host, a reboot ended every
+    incarnation before it: items written during an earlier boot are absent
+    to every call on a domain, and ``reap`` collects them.
     """
 
     def __init__(
@@ -97,6 +102,9 @@ class Context:
         self._mutex = threading.RLock()
         # Domains whose lock this context holds (``lock()``); None once destroyed.
         self._held: dict[int, Incarnation | None] = {}
+        if source.dies_with_host:
+            # A reboot ended every incarnation before it: the store binds items to this boot.
+            store.follow_boot(_boot.current(source.spec))
         self._pid = os.getpid()
         #: The pid of the process that opened this context, once a fork() copied it.
         self._forked_from: int | None = None
@@ -558,12 +566,45 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     options = StoreOptions(durable=durable, host=host, lock_timeout=lock_timeout, retention=changes_retention)
     opened, source, bound = _open(store, domains, options)
     try:
-        governed = _govern(opened, source, bound, named=domains is not None)
+        ctx = Context(opened, source, max_item_size=max_item_size, lock_timeout=lock_timeout)
+        # Recorded only once everything else about opening has worked.
+        ctx._governed = _govern(opened, source, bound, named=domains is not None)
     except BaseException:
         source.close()
         opened.close()
         raise
-    return Context(opened, source, max_item_size=max_item_size, lock_timeout=lock_timeout, governed=governed)
+    return ctx
+
+
+def reap_earlier_boots(
+    store: str | None = None,
+    domains: str | None = None,
+    *,
+    dry_run: bool = False,
+    durable: bool = True,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    host: str | None = None,
+) -> ReapReport:
+    """At boot, before any domain of *domains* (default: the source the store
+    records) starts: remove the items that earlier boots of this host left in
+    *store*.
+
+    A reboot ended every incarnation that ran before it (when the source's
+    domains die with the host; with any other source there is nothing to
+    remove), so the source is not asked, nor even opened: libvirtd need not
+    run yet. The items of this boot are kept.
+    """
+    from . import reaper
+
+    opened = open_store(_url(store), StoreOptions(durable=durable, host=host, lock_timeout=lock_timeout))
+    try:
+        spec = domains or opened.bound_source() or "managed"
+        if not parse_source(spec).dies_with_host:
+            return ReapReport(dry_run=dry_run)
+        opened.follow_boot(_boot.current(spec))
+        return reaper.reap_earlier_boots(opened, lock_timeout, dry_run=dry_run)
+    finally:
+        opened.close()
 
 
 def recorded_source(store: str | None, *, host: str | None = None) -> str | None:

@@ -627,19 +627,39 @@ def migrate(settings: Settings, dom: str, to_domid: int, to_host: str | None, as
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
 @click.option("--force", is_flag=True, help="Reap even where the store says the source does not govern it.")
+@click.option(
+    "--earlier-boots",
+    is_flag=True,
+    help="Only the items of earlier boots of this host, without asking the domain source "
+    "(at boot, before it starts domains: contrib/domdata-reap-at-boot.service).",
+)
 @json_option
 @pass_settings
-def reap(settings: Settings, dry_run: bool, force: bool, as_json: bool) -> None:
+def reap(settings: Settings, dry_run: bool, force: bool, earlier_boots: bool, as_json: bool) -> None:
     """Remove the data of every incarnation that no longer lives, and debris.
 
     A file that cannot be removed is reported (exit status 7) after everything
     else was collected.
     """
-    ctx = settings.open()
-    report = ctx.reap(dry_run=dry_run, force=force)
+    from . import reap_earlier_boots
+
+    if earlier_boots:
+        report = reap_earlier_boots(
+            settings.store,
+            settings.domains,
+            dry_run=dry_run,
+            durable=settings.durable,
+            lock_timeout=settings.lock_timeout,
+            host=settings.host,
+        )
+        store = settings.store or "the store"
+    else:
+        ctx = settings.open()
+        report = ctx.reap(dry_run=dry_run, force=force)
+        store = ctx.store_url
     _print_reap(report, as_json)
     if report.failed:
-        raise errors.LeftBehind(report.items, report.failed, store=ctx.store_url)
+        raise errors.LeftBehind(report.items, report.failed, store=store)
 
 
 def _print_reap(report: ReapReport, as_json: bool) -> None:
@@ -649,6 +669,7 @@ def _print_reap(report: ReapReport, as_json: bool) -> None:
                 "dry_run": report.dry_run,
                 "items": report.items,
                 "incarnations": [i._asdict() for i in report.incarnations],
+                "earlier_boot": [i._asdict() for i in report.earlier_boot],
                 "leftovers": report.leftovers,
                 "busy": [i._asdict() for i in report.busy],
                 "failed": [{"incarnation": str(i), "path": p, "reason": r} for i, p, r in report.failed],
@@ -658,12 +679,15 @@ def _print_reap(report: ReapReport, as_json: bool) -> None:
     verb = "would remove" if report.dry_run else "removed"
     for incarnation in report.incarnations:
         click.echo(f"{verb} domain {incarnation}")
+    for incarnation in report.earlier_boot:
+        click.echo(f"{verb} the items domain {incarnation} had before this host's boot")
     for path in report.leftovers:
         click.echo(f"{verb} {path}")
     for incarnation in report.busy:
         click.echo(f"skipped domain {incarnation}: its lock stayed held")
     dead = _count(len(report.incarnations), "dead incarnation")
-    click.echo(f"{verb} {_count(report.items, 'item')} of {dead}")
+    rebooted = f" and of {len(report.earlier_boot)} of an earlier boot" if report.earlier_boot else ""
+    click.echo(f"{verb} {_count(report.items, 'item')} of {dead}{rebooted}")
 
 
 @cli.command()

@@ -116,6 +116,8 @@ def _reap(ctx: _context.Context) -> bool:
         return False
     for incarnation in report.incarnations:
         log.info("collected incarnation %s (reap)", incarnation)
+    for incarnation in report.earlier_boot:
+        log.info("collected the items incarnation %s had before this host's boot (reap)", incarnation)
     for incarnation in report.busy:
         log.warning("incarnation %s is dead but its lock is held: left for the next reap", incarnation)
     for leftover in report.leftovers:

@@ -142,6 +142,13 @@ def test_the_store_is_indexed_by_domain(tmp_path: Path) -> None:
         for query, params in [
             ("SELECT data FROM userdata WHERE domid = ? AND uuid = ? AND userid = ?", (1, "u", "xl")),
             ("DELETE FROM userdata WHERE domid = ? AND uuid = ?", (1, "u")),
+            # Following a boot (a domain source whose domains die with the host).
+            (
+                "SELECT data FROM userdata WHERE domid = ? AND uuid = ? AND userid = ?"
+                " AND (boot IS NULL OR boot = ?)",
+                (1, "u", "xl", "b"),
+            ),
+            ("DELETE FROM userdata WHERE domid = ? AND uuid = ? AND boot <> ?", (1, "u", "b")),
             ("SELECT uuid FROM domains WHERE name = ?", ("web1",)),
         ]:
             plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", params))

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import importlib
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from .._errors import SourceUnavailable
 from ..stores.base import Store
 from .base import DomainSource
 from .managed import ManagedDomains
 
-__all__ = ["DomainSource", "ManagedDomains", "SourceSpec", "open_source", "parse_source"]
+__all__ = ["DomainSource", "ManagedDomains", "SourceSpec", "on_this_host", "open_source", "parse_source"]
 
 _KNOWN = "managed, libvirt:<uri>, xen"
+
+
+def on_this_host(uri: str) -> bool:
+    """Whether a libvirt URI names a hypervisor of this host: it names no
+    remote host (``qemu:///system``, ``xen:///``, ``test:///default``, a
+    ``+unix`` socket), unlike ``qemu+ssh://host/system``."""
+    try:
+        return urlsplit(uri).hostname in (None, "localhost")
+    except ValueError:  # not a URI (libvirt refuses it when connecting)
+        return False
 
 
 class SourceSpec(NamedTuple):
@@ -20,6 +31,11 @@ class SourceSpec(NamedTuple):
 
     kind: str
     uri: str = ""
+
+    @property
+    def dies_with_host(self) -> bool:
+        """The source's ``dies_with_host``, known without opening it."""
+        return self.kind == "xen" or (self.kind == "libvirt" and on_this_host(self.uri))
 
 
 def parse_source(spec: str) -> SourceSpec:

@@ -17,6 +17,9 @@ class DomainSource(ABC):
     spec: str
     #: Which of the local Xen hypervisor's domains this source sees.
     xen_view: XenView = XenView.NONE
+    #: Its domains run on this host and end when it goes down: data written
+    #: during an earlier boot belongs to an ended incarnation (DESIGN section 1).
+    dies_with_host: bool = False
 
     @abstractmethod
     def incarnation(self, domid: int) -> Incarnation | None:

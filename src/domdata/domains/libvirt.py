@@ -19,6 +19,7 @@ import libvirt
 
 from .._errors import SourceUnavailable
 from .._types import Domain, Incarnation, XenView
+from . import on_this_host
 from .base import DomainSource
 
 T = TypeVar("T")
@@ -50,8 +51,7 @@ def _no_domain(exc: libvirt.libvirtError) -> bool:
 
 def xen_view_of(uri: str) -> XenView:
     """libvirt's Xen driver on this host sees the domains it created itself."""
-    parts = urlsplit(uri)
-    local_xen = parts.scheme in ("xen", "xen+unix") and parts.netloc in ("", "localhost")
+    local_xen = urlsplit(uri).scheme in ("xen", "xen+unix") and on_this_host(uri)
     return XenView.LIBVIRT if local_xen else XenView.NONE
 
 
@@ -86,6 +86,7 @@ class LibvirtDomains(DomainSource):
         # libvirt's own spelling of the connection: how a store records its source.
         self.spec = f"libvirt:{self._canonical_uri()}"
         self.xen_view = xen_view_of(uri)
+        self.dies_with_host = on_this_host(uri)
         # The uuid each domid had when last seen: a hint, never an answer.
         self._uuids: dict[int, str] = {}
 

@@ -25,6 +25,7 @@ from collections.abc import Collection, Sequence, Set
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
+from .._boot import Boot
 from .._changes import Removal, Retention
 from .._types import Domain, Incarnation, Item, XenView
 
@@ -113,6 +114,24 @@ class Store(ABC):
     @abstractmethod
     def incarnations(self) -> Set[tuple[int, str]]:
         """Every incarnation that has at least one item, as ``(domid, uuid)`` pairs."""
+
+    @abstractmethod
+    def follow_boot(self, boot: Boot) -> None:
+        """Bind what this store writes from now on to *boot*, and treat items
+        written during an earlier boot as absent (``get``, ``delete``, and
+        ``items`` of one incarnation). Called once, before any other call, for
+        a domain source whose domains die with the host; items written by a
+        store that never follows a boot (managed domains) belong to no boot."""
+
+    @abstractmethod
+    def earlier_boot(self) -> Sequence[Item]:
+        """The items of an earlier boot than the one followed (none if none is)."""
+
+    @abstractmethod
+    def drop_earlier_boot(self, incarnations: Collection[Incarnation]) -> int:
+        """Delete these incarnations' items of an earlier boot, keeping the
+        ones written during this boot (called under their locks); how many
+        went. The change feed records them as ``reap``."""
 
     @abstractmethod
     def domain_table(self) -> DomainTable:

@@ -7,6 +7,7 @@ import os
 import stat
 from collections.abc import Collection, Iterator, Sequence
 
+from ..._boot import Boot
 from ..._changes import Change, ChangeFeed, Listing, Removal
 from ..._errors import CorruptItem, InvalidUserid, LeftBehind, LockTimeout, ReapRefused
 from ..._types import Incarnation, Item, XenView
@@ -46,6 +47,15 @@ class LibxlStore(SharedDirectory, ChangeFeed):
         self._feed = LibxlFeed(self._dir, options.retention)
         self._lock_timeout = options.lock_timeout
         self._domains = LibxlDomains(self._dir, self.files_of, self.drop, options.lock_timeout)
+        #: Following a boot, when it started: an item file changed before is of an earlier boot.
+        self._started: float | None = None
+
+    def follow_boot(self, boot: Boot) -> None:
+        # libxl fixes the file names and writes no boot: the file's mtime says when it was written.
+        self._started = boot.started
+
+    def _of_earlier_boot(self, info: os.stat_result) -> bool:
+        return self._started is not None and info.st_mtime < self._started
 
     def _name(self, kind: str, incarnation: Incarnation, userid: str) -> str:
         # The contract layer validated the userid; a '/' here would leave the directory.
@@ -79,6 +89,8 @@ class LibxlStore(SharedDirectory, ChangeFeed):
                 raise CorruptItem(
                     f"{name} is not a regular file", store=self.url, domain=incarnation, userid=userid
                 )
+            if self._of_earlier_boot(info):
+                return None
             data = os.read(fd, info.st_size)
             while len(data) < info.st_size:
                 more = os.read(fd, info.st_size - len(data))
@@ -98,6 +110,8 @@ class LibxlStore(SharedDirectory, ChangeFeed):
     def delete(self, incarnation: Incarnation, userid: str) -> bool:
         name = self._name("d", incarnation, userid)
         try:
+            if self._started is not None and self._stat(name, earlier=True) is not None:
+                return False  # absent in this boot; reap collects it
             if not self._dir.unlink(name):
                 return False
             self._dir.sync()
@@ -112,18 +126,55 @@ class LibxlStore(SharedDirectory, ChangeFeed):
             prefix = item_name("d", incarnation, "")
             names = self._dir.listdir()
             entries = [Entry(n, "d", incarnation, n[len(prefix) :]) for n in names if n.startswith(prefix)]
+        return self._items(entries, earlier=False if incarnation is not None else None)
+
+    def _stat(self, name: str, earlier: bool | None) -> os.stat_result | None:
+        """The item file's status if it is a regular file (of an earlier boot,
+        or of this one, or of any boot when *earlier* is None), else None."""
+        try:
+            info = os.stat(name, dir_fd=self._dir.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if earlier is not None and self._of_earlier_boot(info) is not earlier:
+            return None
+        return info
+
+    def _items(self, entries: Sequence[Entry], earlier: bool | None) -> list[Item]:
         items = []
         for entry in entries:
             if not is_userid(entry.rest):
                 continue  # a file no call can name (a newline, a glob character...)
-            try:
-                info = os.stat(entry.name, dir_fd=self._dir.fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(info.st_mode):
+            info = self._stat(entry.name, earlier)
+            if info is not None:
                 items.append(Item(entry.incarnation.domid, entry.incarnation.uuid, entry.rest, info.st_size))
         items.sort(key=lambda item: (item.domid, item.uuid, item.userid))
         return items
+
+    def earlier_boot(self) -> Sequence[Item]:
+        if self._started is None:
+            return []
+        return self._items(parse(of_kind("d", self._dir.listdir())), earlier=True)
+
+    def drop_earlier_boot(self, incarnations: Collection[Incarnation]) -> int:
+        """Unlink these incarnations' item files of an earlier boot. The caller
+        holds their locks, so no writer can rename a fresh file over one
+        between its re-stat here and its unlink."""
+        doomed = set(incarnations)
+        if self._started is None or not doomed:
+            return 0
+        entries = [e for e in self.files_of(doomed) if e.kind == "d"]
+        removed = 0
+        try:
+            for entry in entries:
+                if self._stat(entry.name, earlier=True) is not None and self._dir.unlink(entry.name):
+                    removed += 1
+            if removed:
+                self._dir.sync()
+        except OSError as exc:
+            self._dir.fail("cannot remove an earlier boot's files", exc)
+        return removed
 
     def files_of(self, incarnations: Collection[Incarnation]) -> list[Entry]:
         """Every file of these incarnations, found in one scan of the directory."""

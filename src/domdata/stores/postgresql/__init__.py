@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Collection, Iterator, Sequence
+from typing import LiteralString
 
 import psycopg
 
+from ..._boot import Boot
 from ..._changes import Change, ChangeFeed, Listing, Removal
 from ..._errors import InvalidURL, StoreUnavailable
 from ..._types import Incarnation, Item
@@ -33,18 +35,22 @@ MAX_HOST_LENGTH = 255
 
 _SELECT = "SELECT data FROM userdata WHERE host = %s AND domid = %s AND uuid = %s AND userid = %s"
 _UPSERT = (
-    "INSERT INTO userdata (host, domid, uuid, userid, data) VALUES (%s, %s, %s, %s, %s)"
-    " ON CONFLICT (host, domid, uuid, userid) DO UPDATE SET data = excluded.data"
+    "INSERT INTO userdata (host, domid, uuid, userid, data, boot) VALUES (%s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (host, domid, uuid, userid) DO UPDATE SET data = excluded.data, boot = excluded.boot"
 )
 _DELETE = "DELETE FROM userdata WHERE host = %s AND domid = %s AND uuid = %s AND userid = %s"
-_ITEMS = (
-    "SELECT userid, octet_length(data) FROM userdata WHERE host = %s AND domid = %s AND uuid = %s"
-    " ORDER BY userid"
+_ITEMS = "SELECT userid, octet_length(data) FROM userdata WHERE host = %s AND domid = %s AND uuid = %s"
+# Following a boot, an item of an earlier one is absent (NULL: the item has no boot).
+_IN_BOOT = " AND (boot IS NULL OR boot = %s)"
+_EARLIER_BOOT = (
+    "SELECT domid, uuid, userid, octet_length(data) FROM userdata WHERE host = %s AND boot <> %s"
+    " ORDER BY domid, uuid, userid"
 )
 _DROP = (
     "DELETE FROM userdata WHERE host = %s AND (domid, uuid) IN"
     " (SELECT * FROM unnest(%s::bigint[], %s::uuid[]))"
 )
+_DROP_EARLIER_BOOT = _DROP + " AND boot <> %s"
 
 
 class PostgreSQLStore(ClusterStore, ChangeFeed):
@@ -75,13 +81,44 @@ class PostgreSQLStore(ClusterStore, ChangeFeed):
         self._session = Session(url, self.url, params, timeout, self.host, options.durable)
         self._domains = PostgreSQLDomains(self._session)
         self._feed = PostgreSQLFeed(self._session)
+        # The boot followed (None: items have no boot), and the reads that see only its items.
+        self._boot: str | None = None
+        self._in_boot: tuple[str, ...] = ()
+        self._select: LiteralString = _SELECT
+        self._delete: LiteralString = _DELETE
+        self._items: LiteralString = _ITEMS
+
+    def follow_boot(self, boot: Boot) -> None:
+        self._boot = boot.id
+        self._in_boot = (boot.id,)
+        self._select = _SELECT + _IN_BOOT
+        self._delete = _DELETE + _IN_BOOT
+        self._items = _ITEMS + _IN_BOOT
+
+    def earlier_boot(self) -> Sequence[Item]:
+        if self._boot is None:
+            return []
+        with self._session.connection_for(()) as conn:
+            rows = conn.execute(_EARLIER_BOOT, (self.host, self._boot)).fetchall()
+        return [Item(*row) for row in rows]
+
+    def drop_earlier_boot(self, incarnations: Collection[Incarnation]) -> int:
+        if self._boot is None or not incarnations:
+            return 0
+        domids = [i.domid for i in incarnations]
+        with self._session.connection_for(domids) as conn, conn.transaction():
+            PostgreSQLFeed.record_as(conn, "reap")
+            params = (self.host, domids, [i.uuid for i in incarnations], self._boot)
+            cursor = conn.execute(_DROP_EARLIER_BOOT, params)
+        return cursor.rowcount
 
     def lock(self, domid: int, uuid: str | None, timeout: float) -> HeldLock:
         return self._session.lock(domid, timeout)
 
     def get(self, incarnation: Incarnation, userid: str) -> bytes | None:
         with self._session.connection_for((incarnation.domid,), incarnation, userid) as conn:
-            row = conn.execute(_SELECT, (self.host, incarnation.domid, incarnation.uuid, userid)).fetchone()
+            params = (self.host, incarnation.domid, incarnation.uuid, userid, *self._in_boot)
+            row = conn.execute(self._select, params).fetchone()
         if row is None:
             return None
         data: bytes = row[0]
@@ -90,11 +127,12 @@ class PostgreSQLStore(ClusterStore, ChangeFeed):
     def put(self, incarnation: Incarnation, userid: str, data: bytes) -> None:
         domid, uuid = incarnation
         with self._session.connection_for((domid,), incarnation, userid) as conn:
-            conn.execute(_UPSERT, (self.host, domid, uuid, userid, data))
+            conn.execute(_UPSERT, (self.host, domid, uuid, userid, data, self._boot))
 
     def delete(self, incarnation: Incarnation, userid: str) -> bool:
         with self._session.connection_for((incarnation.domid,), incarnation, userid) as conn:
-            cursor = conn.execute(_DELETE, (self.host, incarnation.domid, incarnation.uuid, userid))
+            params = (self.host, incarnation.domid, incarnation.uuid, userid, *self._in_boot)
+            cursor = conn.execute(self._delete, params)
         return cursor.rowcount > 0
 
     def items(self, incarnation: Incarnation | None) -> Sequence[Item]:
@@ -120,7 +158,8 @@ class PostgreSQLStore(ClusterStore, ChangeFeed):
                 (self.host,),
             ).fetchall()
             return [Item(*row) for row in rows]
-        rows = conn.execute(_ITEMS, (self.host, *incarnation)).fetchall()
+        params = (self.host, *incarnation, *self._in_boot)
+        rows = conn.execute(self._items + " ORDER BY userid", params).fetchall()
         return [Item(incarnation.domid, incarnation.uuid, userid, size) for userid, size in rows]
 
     def drop(self, incarnations: Collection[Incarnation], op: Removal) -> int:

@@ -185,8 +185,10 @@ def migrate(session: Session, incarnation: Incarnation, host: str, domid: int) -
                 raise DomainExists(
                     f"host {host} has a domain with this one's name", store=session.url, domain=incarnation
                 ) from exc
+        # The boot an item was written in is its host's: on another host it has none.
         cursor = conn.execute(
-            "UPDATE userdata SET host = %s, domid = %s WHERE host = %s AND domid = %s AND uuid = %s",
-            (host, domid, *source),
+            "UPDATE userdata SET host = %s, domid = %s, boot = CASE WHEN host = %s THEN boot END"
+            " WHERE host = %s AND domid = %s AND uuid = %s",
+            (host, domid, host, *source),
         )
         return cursor.rowcount

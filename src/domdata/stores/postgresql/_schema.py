@@ -125,6 +125,29 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
     ("CREATE TABLE sources (host text PRIMARY KEY, source text NOT NULL)",),
     # 4: the change feed (see _changes).
     CHANGES_MIGRATION,
+    # 5: the boot of its host an item was written in (the boot id), for domains
+    # that die with the host; NULL: no boot. Not part of the key: a write in a
+    # later boot replaces the item; not indexed (reap reads it in one scan of
+    # the host's items, as it reads their incarnations). The one-step calls
+    # serve managed domains only, which die with no host: the item they write
+    # has no boot.
+    (
+        "ALTER TABLE userdata ADD COLUMN boot uuid",
+        """CREATE OR REPLACE FUNCTION domdata_put(
+                p_host text, p_domid bigint, p_userid text, p_data bytea, p_timeout_ms integer)
+            RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+            BEGIN
+                IF NOT pg_try_advisory_xact_lock(domdata_lock_key(p_host, p_domid)) THEN
+                    PERFORM domdata_lock_timeout(p_timeout_ms);
+                    PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
+                END IF;
+                INSERT INTO userdata (host, domid, uuid, userid, data)
+                    SELECT d.host, d.domid, d.uuid, p_userid, p_data FROM domains d
+                    WHERE d.host = p_host AND d.domid = p_domid
+                    ON CONFLICT (host, domid, uuid, userid) DO UPDATE SET data = excluded.data, boot = NULL;
+                RETURN FOUND;
+            END $$""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
