@@ -28,13 +28,23 @@ from ._errors import (
     InvalidUserid,
     NotClustered,
     NotManaged,
+    ReapRefused,
     SourceMismatch,
     StoreUnavailable,
 )
-from ._types import DEFAULT_MAX_ITEM_SIZE, Domain, Incarnation, ReapReport, check_domid
+from ._types import DEFAULT_MAX_ITEM_SIZE, Domain, Incarnation, ReapReport, XenView, check_domid
 from ._userid import check_userid
 from .domains import DomainSource, ManagedDomains, open_source, parse_source
-from .stores import ClusterStore, HeldLock, OneStepTable, Store, StoreOptions, default_url, open_store
+from .stores import (
+    ClusterStore,
+    HeldLock,
+    OneStepTable,
+    SharedDirectory,
+    Store,
+    StoreOptions,
+    default_url,
+    open_store,
+)
 from .stores.base import NO_DOMAIN
 
 #: How long a call waits for a domain's lock before LockTimeout.
@@ -493,7 +503,8 @@ def _govern(store: Store, source: DomainSource, bound: str | None, *, named: boo
 
     A store that holds nothing takes any source. A store of an older domdata
     that holds data but records nothing is governed by ``managed`` if it has
-    managed domains, else by the first source named for it.
+    managed domains, else by the first source named for it. A directory that
+    holds libxl's own domains is governed only by a source that sees Xen's.
     """
     spec = source.spec
     if bound == spec or (bound is not None and not named):
@@ -510,6 +521,15 @@ def _govern(store: Store, source: DomainSource, bound: str | None, *, named: boo
             )
         if bound is None and not named:
             return False
+        if isinstance(store, SharedDirectory) and source.xen_view is XenView.NONE:
+            try:
+                store.check_reap(XenView.NONE)
+            except ReapRefused:
+                raise SourceMismatch(
+                    f"the store holds domains libxl created: only a source that sees Xen's domains (xen,"
+                    f" libvirt:xen:///system) can govern it, not {spec}; nothing was read or written",
+                    store=store.url,
+                ) from None
     store.bind_source(spec)
     return True
 

@@ -18,6 +18,7 @@ import domdata
 from domdata import Domain, XenView
 from domdata.stores import StoreOptions, open_store
 from domdata.stores.libxl import LibxlStore, record_name
+from tests.kits.source_libvirt import need_libvirt
 from tests.libxl.test_lock import libxl_lock, libxl_unlock
 
 
@@ -400,3 +401,12 @@ def test_a_directory_where_a_record_should_be_is_a_store_error(tmp_path: Path) -
     (tmp_path / record_name(domdata.Incarnation(3, "6695eb01-f6a4-8304-79aa-97f2502e193f"))).mkdir()
     with domdata.open(url) as ctx, pytest.raises(domdata.StoreUnavailable, match="domain record"):
         ctx.domains.domains()
+
+
+def test_a_directory_of_libxl_domains_is_governed_only_by_a_source_that_sees_xen(xen: Path) -> None:
+    item = xen / f"userdata-d.3.{_uuid.uuid4()}.libxl-json"
+    item.write_bytes(b"{}\x00")
+    need_libvirt()
+    with pytest.raises(domdata.SourceMismatch, match="only a source that sees Xen's domains"):
+        domdata.open(f"libxl://{xen}", "libvirt:test:///default")
+    assert sorted(os.listdir(xen)) == [item.name]  # nothing recorded, nothing written
