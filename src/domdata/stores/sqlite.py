@@ -18,8 +18,9 @@ from urllib.parse import unquote, urlsplit
 
 from .._errors import DomainExists, InvalidURL, StoreUnavailable
 from .._types import Domain, Incarnation, Item
+from ._handoff import AdoptedLock, HandedLock, HandsOff
 from ._ofdlock import RangeLocks
-from .base import NO_DOMAIN, HeldLock, NoDomain, OneStepTable, Store, StoreOptions
+from .base import NO_DOMAIN, HeldLock, NoDomain, OneStepTable, StoreOptions
 
 T = TypeVar("T")
 
@@ -176,7 +177,7 @@ class Database:
         self.connection.close()
 
 
-class SQLiteStore(Store):
+class SQLiteStore(HandsOff):
     """Items and managed domains in one SQLite database; locks in ``<db>-locks``."""
 
     def __init__(self, url: str, options: StoreOptions) -> None:
@@ -197,6 +198,12 @@ class SQLiteStore(Store):
 
     def lock(self, domid: int, uuid: str | None, timeout: float) -> HeldLock:
         return self._locks.lock(domid, timeout)
+
+    def hand_off(self, domid: int, uuid: str | None, timeout: float) -> HandedLock:
+        return self._locks.hand_off(domid, timeout)
+
+    def adopt(self, fd: int, incarnation: Incarnation) -> AdoptedLock | None:
+        return self._locks.adopt(fd, incarnation.domid)
 
     def get(self, incarnation: Incarnation, userid: str) -> bytes | None:
         row = self._db.query(_SELECT, (*incarnation, userid), incarnation).fetchone()

@@ -9,6 +9,7 @@ from collections.abc import Collection, Sequence
 
 from ..._errors import CorruptItem, InvalidUserid, LockTimeout, ReapRefused
 from ..._types import Incarnation, Item, XenView
+from .._handoff import AdoptedLock, HandedLock, HandsOff
 from ..base import DomainTable, HeldLock, SharedDirectory, StoreOptions
 from ._directory import Directory
 from ._domains import LibxlDomains
@@ -29,7 +30,7 @@ from ._names import (
 )
 
 
-class LibxlStore(SharedDirectory):
+class LibxlStore(SharedDirectory, HandsOff):
     """Items, locks and managed domains as libxl's files in one directory."""
 
     lock_names_incarnation = True
@@ -52,6 +53,14 @@ class LibxlStore(SharedDirectory):
         if uuid is None:
             raise TypeError("the libxl store's lock is keyed by (domid, uuid)")
         return self._locks.lock(Incarnation(domid, uuid), timeout)
+
+    def hand_off(self, domid: int, uuid: str | None, timeout: float) -> HandedLock:
+        if uuid is None:
+            raise TypeError("the libxl store's lock is keyed by (domid, uuid)")
+        return self._locks.hand_off(Incarnation(domid, uuid), timeout)
+
+    def adopt(self, fd: int, incarnation: Incarnation) -> AdoptedLock | None:
+        return self._locks.adopt(fd, incarnation)
 
     def get(self, incarnation: Incarnation, userid: str) -> bytes | None:
         name = self._name("d", incarnation, userid)

@@ -17,6 +17,7 @@ import psycopg
 
 from ..._errors import InvalidURL, StoreUnavailable
 from ..._types import Incarnation, Item
+from .._handoff import AdoptedLock, HandedLock, HandsOff
 from ..base import ClusterStore, HeldLock, OneStepTable, StoreOptions
 from ._connections import printable_url
 from ._domains import PostgreSQLDomains, migrate
@@ -45,7 +46,7 @@ _DROP = (
 )
 
 
-class PostgreSQLStore(ClusterStore):
+class PostgreSQLStore(ClusterStore, HandsOff):
     """Items and managed domains of every host in one PostgreSQL database."""
 
     def __init__(self, url: str, options: StoreOptions) -> None:
@@ -75,6 +76,12 @@ class PostgreSQLStore(ClusterStore):
 
     def lock(self, domid: int, uuid: str | None, timeout: float) -> HeldLock:
         return self._session.lock(domid, timeout)
+
+    def hand_off(self, domid: int, uuid: str | None, timeout: float) -> HandedLock:
+        return self._session.hand_off(domid, timeout)
+
+    def adopt(self, fd: int, incarnation: Incarnation) -> AdoptedLock | None:
+        return self._session.adopt(fd, incarnation.domid)
 
     def get(self, incarnation: Incarnation, userid: str) -> bytes | None:
         with self._session.connection_for((incarnation.domid,), incarnation, userid) as conn:
