@@ -188,7 +188,9 @@ class Context:
         with self._mutex:
             inherited = self._handles.get(domid)
             if inherited is not None:
-                incarnation, _ = self._acquire(domid)
+                incarnation, again = self._acquire(domid)
+                if again is not None:
+                    again.release()
                 yield _handoff.HandOff(incarnation, _handoff.Grant(inherited.fd, incarnation, host))
                 return
             if domid in self._held:
@@ -197,13 +199,14 @@ class Context:
                 raise NotImplementedError(f"{type(store).__name__} cannot hand its lock to another process")
             incarnation, taken = self._acquire(domid, store.hand_off)
             lock = cast(HandedLock, taken)
-            self._held[domid] = incarnation
+            if not lock.shared:
+                self._held[domid] = incarnation
             self._handles[domid] = lock
             try:
                 yield _handoff.HandOff(incarnation, _handoff.Grant(lock.fd, incarnation, host))
             finally:
                 del self._handles[domid]
-                del self._held[domid]
+                self._held.pop(domid, None)
                 lock.release()
 
     def _adopt(self, grant: _handoff.Grant) -> None:
@@ -215,8 +218,9 @@ class Context:
             return
         handle = store.adopt(grant.fd, grant.incarnation)
         if handle is not None:
-            self._held[grant.incarnation.domid] = grant.incarnation
             self._handles[grant.incarnation.domid] = handle
+            if not handle.shared:
+                self._held[grant.incarnation.domid] = grant.incarnation
 
     # -- the contract ------------------------------------------------------
 

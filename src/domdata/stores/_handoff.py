@@ -24,6 +24,10 @@ class AdoptedLock(Protocol):
 
     #: The descriptor a child inherits (``pass_fds``).
     fd: int
+    #: The store's own lock calls (its one-step calls included) find this lock
+    #: held and take it at once, re-checking the domain as usual; otherwise the
+    #: contract keeps the domain as held and re-checks it at each call.
+    shared: bool
 
     def check(self) -> None:
         """Raise StoreUnavailable if the lock is no longer held through the handle."""

@@ -7,7 +7,9 @@ releases its locks with its descriptors.
 
 A lock handed to child processes (``hand_off``) is taken on a description
 of its own, which children inherit: it is released when the last process
-holding that description closes it, never by an unlock.
+holding that description closes it, never by an unlock. While this process
+holds such a description (handed off or inherited), ``lock`` of that domid
+succeeds at once.
 """
 
 from __future__ import annotations
@@ -33,8 +35,12 @@ class RangeLocks:
         self._path = path
         self._fd = os.open(path, _OPEN, 0o600)
         self._store = store
+        # Domids locked through a description this process shares with others.
+        self._shared: dict[int, int] = {}
 
-    def lock(self, domid: int, timeout: float) -> _HeldRange:
+    def lock(self, domid: int, timeout: float) -> _HeldRange | _SharedRange:
+        if self._shared and domid in self._shared:
+            return _SHARED
         self._take(self._fd, domid, timeout)
         return _HeldRange(self._fd, domid)
 
@@ -46,7 +52,8 @@ class RangeLocks:
         except BaseException:
             os.close(fd)
             raise
-        return _HandedRange(fd)
+        self._shared[domid] = fd
+        return _HandedRange(self._shared, fd, domid)
 
     def adopt(self, fd: int, domid: int) -> _AdoptedRange | None:
         """The lock of *domid* held through the inherited *fd*, if *fd* is a
@@ -63,6 +70,7 @@ class RangeLocks:
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, domid, 1, 0))
         except OSError:
             return None
+        self._shared[domid] = fd
         return _AdoptedRange(fd)
 
     def _take(self, fd: int, domid: int, timeout: float) -> None:
@@ -100,19 +108,37 @@ class _HeldRange:
     discard = release
 
 
+class _SharedRange:
+    """``lock`` of a domid held through a shared description: nothing to release."""
+
+    __slots__ = ()
+
+    def release(self) -> None:
+        """The description's holders keep it."""
+
+    discard = release
+
+
+_SHARED = _SharedRange()
+
+
 class _HandedRange:
     """A range lock on a description of its own: closing this process's copy
     releases it only if no child holds another."""
 
-    __slots__ = ("fd",)
+    __slots__ = ("_domid", "_shared", "fd")
+    shared = True
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, shared: dict[int, int], fd: int, domid: int) -> None:
+        self._shared = shared
         self.fd = fd
+        self._domid = domid
 
     def check(self) -> None:
         """A lock held through a description cannot be lost."""
 
     def release(self) -> None:
+        del self._shared[self._domid]
         os.close(self.fd)
 
     discard = release
@@ -122,6 +148,7 @@ class _AdoptedRange:
     """A range lock held through an inherited description: it cannot be lost."""
 
     __slots__ = ("fd",)
+    shared = True
 
     def __init__(self, fd: int) -> None:
         self.fd = fd

@@ -41,6 +41,8 @@ class LockFile:
     """An open lock file; held while ``flock``-ed and its path names its inode."""
 
     __slots__ = ("adopted", "dev", "doomed", "fd", "handed", "incarnation", "ino", "locks", "name")
+    #: A handed-off or adopted lock is kept as held by the contract, which re-checks it.
+    shared = False
 
     def __init__(self, locks: LockFiles, incarnation: Incarnation, name: str, fd: int) -> None:
         self.locks = locks

@@ -70,6 +70,9 @@ class _DomainLock:
 class _Kept:
     """A domain lock held by a keeper process while any process holds ``fd``."""
 
+    #: The one-step calls lock in their own transaction: they would wait for the keeper.
+    shared = False
+
     def __init__(self, session: Session, fd: int, domid: int) -> None:
         self._session = session
         self.fd = fd
