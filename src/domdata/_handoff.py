@@ -16,7 +16,6 @@ the child's calls then wait for the lock like any other caller's.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -42,6 +41,8 @@ class Grant:
     host: str | None
 
     def encode(self) -> str:
+        import json  # only a process handing a lock off pays for it
+
         domid, uuid = self.incarnation
         return json.dumps({"fd": self.fd, "domid": domid, "uuid": uuid, "host": self.host})
 
@@ -50,6 +51,8 @@ class Grant:
         """The grant *text* describes, or None if it is not one domdata writes."""
         if len(text) > MAX_LENGTH:
             return None
+        import json  # only a process started under a hand-off pays for it
+
         try:
             fields = json.loads(text)
         except ValueError:
