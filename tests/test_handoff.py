@@ -10,13 +10,17 @@ SQLite, libxl files and PostgreSQL: ``domdata lock DOM -- COMMAND`` and ``ctx.ha
 - held while COMMAND runs: ``domdata lock`` SIGKILLed leaves the lock held
   until COMMAND exits; TERM, INT and HUP are passed on;
 - re-checked: after ``domain destroy`` inside the block every later call, in
-  every process, gets DomainNotFound.
+  every process, gets DomainNotFound; on PostgreSQL, a call after the lock's
+  keeper died fails instead of running unlocked.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -352,3 +356,21 @@ def test_a_nested_lock_passes_the_same_handle_on(env: dict[str, str], url: str) 
     result = sh(env, f"domdata lock {dom} -- domdata lock {dom} -- sh -c '{inner}'")
     assert result.returncode == 0, result.stderr
     assert sh(env, f"domdata retrieve {dom} xl").stdout == "nested"
+
+
+def test_postgresql_a_lost_keeper_fails_the_call_instead_of_running_it_unlocked(
+    tmp_path: Path, kits: None
+) -> None:
+    url = STORE_KITS["postgresql"].url(tmp_path)
+    with domdata.open(url) as ctx:
+        dom = ctx.managed.create()
+        with ctx.handoff(dom.domid) as held:
+            ctx.store(dom.domid, "xl", b"kept")
+            with socket.socket(fileno=os.dup(held.fd)) as probe:
+                creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            keeper = struct.unpack("3i", creds)[0]
+            os.kill(keeper, signal.SIGKILL)
+            select.select([held.fd], [], [], 60)  # the keeper's end closes as it dies
+            with pytest.raises(domdata.StoreUnavailable, match="keeper"):
+                ctx.store(dom.domid, "xl", b"unlocked")
+        assert ctx.retrieve(dom.domid, "xl") == b"kept"
