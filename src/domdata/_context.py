@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
+from typing import cast
 
-from . import _boot
+from . import _boot, _handoff
 from ._changes import Change, ChangeFeed, Listing, Retention
 from ._errors import (
     CorruptItem,
@@ -45,6 +46,7 @@ from .stores import (
     default_url,
     open_store,
 )
+from .stores._handoff import AdoptedLock, HandedLock, HandsOff
 from .stores.base import NO_DOMAIN
 
 #: How long a call waits for a domain's lock before LockTimeout.
@@ -119,6 +121,9 @@ class Context:
         #: The pid of the process that opened this context, once a fork() copied it.
         self._forked_from: int | None = None
         _CONTEXTS.add(self)
+        # Held domains whose lock is held through a handle other processes share
+        # (handed off or inherited): each call re-checks the lock and the domain.
+        self._handles: dict[int, AdoptedLock] = {}
         # The one-step managed calls, when the store keeps the managed domains and has them.
         table = store.domain_table() if isinstance(source, ManagedDomains) else None
         self._one_step = table if isinstance(table, OneStepTable) else None
@@ -163,25 +168,36 @@ class Context:
             f"no live domain (source {self._source.spec})", domain=domid, store=self._store.url, userid=userid
         )
 
-    def _acquire(self, domid: int) -> tuple[Incarnation, HeldLock | None]:
-        """Lock the domain, then look its incarnation up (DESIGN: check after lock).
+    def _acquire(
+        self, domid: int, take: Callable[[int, str | None, float], HeldLock] | None = None
+    ) -> tuple[Incarnation, HeldLock | None]:
+        """Lock the domain (with *take*, default the store's ``lock``), then
+        look its incarnation up (DESIGN: check after lock).
 
         A store whose lock names the incarnation is handed the one looked up
         first; if another incarnation (or none) lives once the lock is held,
         the one locked has ended: its lock is discarded and the look-up starts over.
+        A lock shared with other processes (a hand-off) is re-checked at each
+        call, and the domain with it: another process may have destroyed it.
         """
         if domid in self._held:
             held = self._held[domid]
             if held is None:
                 raise DomainNotFound("destroyed while its lock is held", domain=domid, store=self._store.url)
+            handle = self._handles.get(domid)
+            if handle is not None:
+                handle.check()
+                if self._source.incarnation(domid) != held:
+                    raise self._no_domain(domid)
             return held, None
         store, source = self._store, self._source
         by_incarnation = store.lock_names_incarnation
+        lock_with = store.lock if take is None else take
         while True:
             guess = source.incarnation(domid) if by_incarnation else None
             if by_incarnation and guess is None:
                 raise self._no_domain(domid)
-            lock = store.lock(domid, None if guess is None else guess.uuid, self.lock_timeout)
+            lock = lock_with(domid, None if guess is None else guess.uuid, self.lock_timeout)
             try:
                 now = source.incarnation(domid)
             except BaseException:
@@ -225,13 +241,60 @@ class Context:
                 del self._held[domid]
                 lock.release()
 
-    def adopt_lock(self, incarnation: Incarnation) -> None:
-        """Treat the domain's lock as held by this context without taking it.
+    @contextmanager
+    def handoff(self, domid: int) -> Iterator[_handoff.HandOff]:
+        """Hold the domain's lock as ``lock()`` does, on a handle that child
+        processes inherit, so that their domdata calls on this domain, in this
+        store, use it::
 
-        For a process run by ``domdata lock DOM -- COMMAND``: its parent holds
-        the lock for as long as the process runs.
+            with ctx.handoff(domid) as held:
+                subprocess.run(argv, **held.popen_kwargs())
+
+        The lock stays held after the block while a child still holds the
+        handle. Inside a hand-off this process inherited, the same handle is
+        passed on. Calls on the domain re-check it each time: after a child
+        destroys it, they raise DomainNotFound. Take it instead of ``lock()``
+        (RuntimeError inside a ``lock()`` of the same domain).
         """
-        self._held[incarnation.domid] = incarnation
+        domid = self._checked_domid(domid)
+        store = self._store
+        host = store.host if isinstance(store, ClusterStore) else None
+        with self._mutex:
+            inherited = self._handles.get(domid)
+            if inherited is not None:
+                incarnation, again = self._acquire(domid)
+                if again is not None:
+                    again.release()
+                yield _handoff.HandOff(incarnation, _handoff.Grant(inherited.fd, incarnation, host))
+                return
+            if domid in self._held:
+                raise RuntimeError(f"domain {domid}: take ctx.handoff() instead of ctx.lock(), not inside it")
+            if not isinstance(store, HandsOff):
+                raise NotImplementedError(f"{type(store).__name__} cannot hand its lock to another process")
+            incarnation, taken = self._acquire(domid, store.hand_off)
+            lock = cast(HandedLock, taken)
+            if not lock.shared:
+                self._held[domid] = incarnation
+            self._handles[domid] = lock
+            try:
+                yield _handoff.HandOff(incarnation, _handoff.Grant(lock.fd, incarnation, host))
+            finally:
+                del self._handles[domid]
+                self._held.pop(domid, None)
+                lock.release()
+
+    def _adopt(self, grant: _handoff.Grant) -> None:
+        """Use the lock this process inherited, if the store proves *grant*'s
+        handle holds its lock of that incarnation (for this host)."""
+        store = self._store
+        host = store.host if isinstance(store, ClusterStore) else None
+        if grant.host != host or not isinstance(store, HandsOff):
+            return
+        handle = store.adopt(grant.fd, grant.incarnation)
+        if handle is not None:
+            self._handles[grant.incarnation.domid] = handle
+            if not handle.shared:
+                self._held[grant.incarnation.domid] = grant.incarnation
 
     # -- the contract ------------------------------------------------------
 
@@ -582,11 +645,17 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     crash may be lost (never torn). ``changes_retention`` sets how long the
     store keeps its change feed (for every user of the store; None leaves it
     as it is, by default 24 h and 100,000 changes).
+    In a process started under ``ctx.handoff()`` or ``domdata lock``, the
+    context uses the inherited lock of that domain, if it proves to be this
+    store's (docs/locking.md).
     """
     options = StoreOptions(durable=durable, host=host, lock_timeout=lock_timeout, retention=changes_retention)
     opened, source, bound = _open(store, domains, options)
     try:
         ctx = Context(opened, source, max_item_size=max_item_size, lock_timeout=lock_timeout)
+        grant = _handoff.inherited()
+        if grant is not None:
+            ctx._adopt(grant)
         # Recorded only once everything else about opening has worked.
         ctx._governed = _govern(opened, source, bound, named=domains is not None)
     except BaseException:

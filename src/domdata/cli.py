@@ -37,13 +37,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
 import click
 
 from . import _errors as errors
+from . import _handoff
 from ._context import DEFAULT_LOCK_TIMEOUT, Context
 from ._context import open as open_context
 from ._types import (
     DEFAULT_MAX_ITEM_SIZE,
     MAX_DOMID,
     Domain,
-    Incarnation,
     Item,
     ReapReport,
     canonical_uuid,
@@ -91,8 +91,10 @@ def exit_status(exc: errors.Error) -> int:
     return next((code for cls, code in EXIT_STATUS.items() if isinstance(exc, cls)), 1)
 
 
-#: Set by ``domdata lock`` for COMMAND: the lock it holds on COMMAND's behalf.
-LOCKED_ENV = "DOMDATA_LOCKED"
+#: Set by ``domdata lock`` for COMMAND: which inherited descriptor holds the lock.
+LOCKED_ENV = _handoff.ENV
+#: The signals ``domdata lock`` passes on to COMMAND.
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 @dataclasses.dataclass
@@ -115,25 +117,8 @@ class Settings:
                 max_item_size=self.max_item_size,
                 host=self.host,
             )
-            _adopt_inherited_lock(self.context)
             click.get_current_context().call_on_close(self.context.close)
         return self.context
-
-
-def _adopt_inherited_lock(ctx: Context) -> None:
-    """Under ``domdata lock DOM -- COMMAND``, use the lock the parent holds."""
-    held = os.environ.get(LOCKED_ENV)
-    if not held:
-        return
-    import json
-
-    try:
-        lock = json.loads(held)
-        os.kill(lock["pid"], 0)
-    except (ValueError, KeyError, TypeError, OSError):
-        return
-    if lock.get("store") == ctx.store_url:
-        ctx.adopt_lock(Incarnation(lock["domid"], lock["uuid"]))
 
 
 class _Shell(click.Group):
@@ -579,27 +564,35 @@ def show(settings: Settings, dom: str, userid: str) -> None:
 def lock(settings: Settings, dom: str, command: Sequence[str]) -> None:
     """Run COMMAND while holding DOM's lock (write: domdata lock DOM -- COMMAND ...).
 
-    domdata commands that COMMAND runs on DOM, with the same store, use the
-    held lock: a shell read-modify-write is safe. Exits with COMMAND's status.
+    domdata commands that COMMAND runs on DOM, in the same store, use the
+    held lock: a shell read-modify-write is safe. The lock stays held until
+    COMMAND (and what it left running) exits, even if this process is killed;
+    TERM, INT and HUP are passed on to COMMAND. Exits with COMMAND's status.
     """
-    import json
+    ctx = settings.open()
+    with ctx.handoff(_domid(settings, dom)) as held:
+        kwargs = held.popen_kwargs()
+        status = _run_passing_signals(list(command), kwargs, ctx.store_url, held.incarnation.domid)
+    raise SystemExit(128 - status if status < 0 else status)
+
+
+def _run_passing_signals(argv: list[str], kwargs: dict[str, Any], store: str, domid: int) -> int:
+    """Run *argv*, passing TERM, INT and HUP on to it; its return code."""
     import subprocess
 
-    ctx = settings.open()
-    with ctx.lock(_domid(settings, dom)) as incarnation:
-        held = {
-            "store": ctx.store_url,
-            "domid": incarnation.domid,
-            "uuid": incarnation.uuid,
-            "pid": os.getpid(),
-        }
-        try:
-            status = subprocess.call(list(command), env={**os.environ, LOCKED_ENV: json.dumps(held)})
-        except OSError as exc:
-            what = f"cannot run {_shown(command[0])}: {exc.strerror}"
-            click.echo(f"domdata: store {ctx.store_url}, domain {incarnation.domid}: {what}", err=True)
-            status = NOT_FOUND if isinstance(exc, FileNotFoundError) else CANNOT_RUN
-    raise SystemExit(128 - status if status < 0 else status)
+    try:
+        child = subprocess.Popen(argv, **kwargs)
+    except OSError as exc:
+        what = f"cannot run {_shown(argv[0])}: {exc.strerror}"
+        click.echo(f"domdata: store {store}, domain {domid}: {what}", err=True)
+        return NOT_FOUND if isinstance(exc, FileNotFoundError) else CANNOT_RUN
+    forward = lambda signum, _frame: child.send_signal(signum)  # noqa: E731
+    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
+    try:
+        return child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @cli.command()

@@ -20,9 +20,10 @@ from .._boot import Boot
 from .._changes import Change, ChangeFeed, Listing, Removal
 from .._errors import DomainExists, InvalidURL, LockTimeout, StoreUnavailable
 from .._types import Domain, Incarnation, Item
+from ._handoff import AdoptedLock, HandedLock, HandsOff
 from ._ofdlock import RangeLocks
 from ._url import local_path
-from .base import NO_DOMAIN, HeldLock, Holdings, NoDomain, OneStepTable, Store, StoreDescription, StoreOptions
+from .base import NO_DOMAIN, HeldLock, Holdings, NoDomain, OneStepTable, StoreDescription, StoreOptions
 from .sqlite_changes import SCHEMA_CHANGES, SQLiteFeed
 
 T = TypeVar("T")
@@ -230,7 +231,7 @@ class Database:
         self.connection.close()
 
 
-class SQLiteStore(Store, ChangeFeed):
+class SQLiteStore(HandsOff, ChangeFeed):
     """Items and managed domains in one SQLite database; locks in ``<db>-locks``."""
 
     def __init__(self, url: str, options: StoreOptions) -> None:
@@ -277,6 +278,12 @@ class SQLiteStore(Store, ChangeFeed):
 
     def lock(self, domid: int, uuid: str | None, timeout: float) -> HeldLock:
         return self._locks.lock(domid, timeout)
+
+    def hand_off(self, domid: int, uuid: str | None, timeout: float) -> HandedLock:
+        return self._locks.hand_off(domid, timeout)
+
+    def adopt(self, fd: int, incarnation: Incarnation) -> AdoptedLock | None:
+        return self._locks.adopt(fd, incarnation.domid)
 
     def get(self, incarnation: Incarnation, userid: str) -> bytes | None:
         row = self._db.query(self._select, (*incarnation, userid, *self._in_boot), incarnation).fetchone()

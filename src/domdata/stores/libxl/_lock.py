@@ -4,6 +4,11 @@ Unlike libxl, a released lock file is kept (with its descriptor, at most
 ``KEPT_LOCKS`` of them) for the next call; lockers that find a file unlinked
 under them start over, so the two schemes mix. The file is unlinked, before
 closing, when its incarnation ends (``discard``, ``unlink_lock``).
+
+A lock handed to child processes (``hand_off``) is never unlocked: each
+process closes its copy of the descriptor and the flock goes with the last.
+A child adopts it through its inherited descriptor (``adopt``) and never
+closes that descriptor.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ def _try_flock(fd: int) -> bool:
 class LockFile:
     """An open lock file; held while ``flock``-ed and its path names its inode."""
 
-    __slots__ = ("dev", "doomed", "fd", "incarnation", "ino", "locks", "name")
+    __slots__ = ("adopted", "dev", "doomed", "fd", "handed", "incarnation", "ino", "locks", "name")
+    #: A handed-off or adopted lock is kept as held by the contract, which re-checks it.
+    shared = False
 
     def __init__(self, locks: LockFiles, incarnation: Incarnation, name: str, fd: int) -> None:
         self.locks = locks
@@ -46,6 +53,13 @@ class LockFile:
         self.dev, self.ino = mine.st_dev, mine.st_ino
         #: The path was unlinked while held (the incarnation ended): close, never keep.
         self.doomed = False
+        #: Children may hold the descriptor: release closes it, never unlocks.
+        self.handed = False
+        #: The process inherited the descriptor: domdata neither unlocks nor closes it.
+        self.adopted = False
+
+    def check(self) -> None:
+        """An flock held through a descriptor cannot be lost."""
 
     def release(self) -> None:
         self.locks.release(self)
@@ -99,6 +113,31 @@ class LockFiles:
         self._held[incarnation] = lock
         return lock
 
+    def hand_off(self, incarnation: Incarnation, timeout: float) -> LockFile:
+        """Lock the incarnation for children to inherit: released by closing, never unlocked."""
+        lock = self.lock(incarnation, timeout)
+        lock.handed = True
+        return lock
+
+    def adopt(self, fd: int, incarnation: Incarnation) -> LockFile | None:
+        """The incarnation's lock held through the inherited *fd*, if *fd* is
+        the open lock file the incarnation's path names and flocking it
+        without waiting succeeds (no other description holds it)."""
+        name = item_name("l", incarnation, LOCK_USERID)
+        try:
+            theirs = os.fstat(fd)
+            now = os.stat(name, dir_fd=self.directory.fd, follow_symlinks=False)
+            if (theirs.st_dev, theirs.st_ino) != (now.st_dev, now.st_ino) or not _try_flock(fd):
+                return None
+        except OSError:
+            return None
+        lock = LockFile(self, incarnation, name, fd)
+        lock.adopted = True
+        if not self._names_inode(lock):
+            return None
+        self._held[incarnation] = lock
+        return lock
+
     def _open(self, incarnation: Incarnation) -> LockFile:
         name = item_name("l", incarnation, LOCK_USERID)
         try:
@@ -120,7 +159,9 @@ class LockFiles:
     def release(self, lock: LockFile) -> None:
         if self._held.get(lock.incarnation) is lock:
             del self._held[lock.incarnation]
-        if lock.doomed:
+        if lock.adopted:
+            return
+        if lock.doomed or lock.handed:
             os.close(lock.fd)
             return
         fcntl.flock(lock.fd, fcntl.LOCK_UN)
@@ -150,7 +191,8 @@ class LockFiles:
 
     def close(self) -> None:
         for lock in list(self._held.values()):
-            os.close(lock.fd)
+            if not lock.adopted:
+                os.close(lock.fd)
         self._held.clear()
         while self._kept:
             os.close(self._kept.popitem()[1].fd)

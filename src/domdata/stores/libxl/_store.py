@@ -12,6 +12,7 @@ from ..._changes import Change, ChangeFeed, Listing, Removal
 from ..._errors import CorruptItem, InvalidUserid, LeftBehind, LockTimeout, ReapRefused
 from ..._types import Incarnation, Item, XenView
 from ..._userid import is_userid
+from .._handoff import AdoptedLock, HandedLock, HandsOff
 from ..base import DomainTable, HeldLock, Holdings, SharedDirectory, StoreDescription, StoreOptions
 from ._changes import LibxlFeed
 from ._directory import Directory
@@ -34,7 +35,7 @@ from ._names import (
 )
 
 
-class LibxlStore(SharedDirectory, ChangeFeed):
+class LibxlStore(SharedDirectory, HandsOff, ChangeFeed):
     """Items, locks and managed domains as libxl's files in one directory."""
 
     lock_names_incarnation = True
@@ -67,6 +68,14 @@ class LibxlStore(SharedDirectory, ChangeFeed):
         if uuid is None:
             raise TypeError("the libxl store's lock is keyed by (domid, uuid)")
         return self._locks.lock(Incarnation(domid, uuid), timeout)
+
+    def hand_off(self, domid: int, uuid: str | None, timeout: float) -> HandedLock:
+        if uuid is None:
+            raise TypeError("the libxl store's lock is keyed by (domid, uuid)")
+        return self._locks.hand_off(Incarnation(domid, uuid), timeout)
+
+    def adopt(self, fd: int, incarnation: Incarnation) -> AdoptedLock | None:
+        return self._locks.adopt(fd, incarnation)
 
     def get(self, incarnation: Incarnation, userid: str) -> bytes | None:
         name = self._name("d", incarnation, userid)

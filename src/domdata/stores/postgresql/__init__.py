@@ -20,6 +20,7 @@ from ..._boot import Boot
 from ..._changes import Change, ChangeFeed, Listing, Removal
 from ..._errors import InvalidURL, StoreUnavailable
 from ..._types import Incarnation, Item
+from .._handoff import AdoptedLock, HandedLock, HandsOff
 from ..base import ClusterStore, HeldLock, Holdings, OneStepTable, StoreDescription, StoreOptions
 from ._changes import PostgreSQLFeed
 from ._connections import Connection, one_line, printable_url, server_of
@@ -53,7 +54,9 @@ _DROP = (
 _DROP_EARLIER_BOOT = _DROP + " AND boot <> %s"
 
 
-class PostgreSQLStore(ClusterStore, ChangeFeed):
+
+
+class PostgreSQLStore(ClusterStore, HandsOff, ChangeFeed):
     """Items and managed domains of every host in one PostgreSQL database."""
 
     def __init__(self, url: str, options: StoreOptions) -> None:
@@ -114,6 +117,12 @@ class PostgreSQLStore(ClusterStore, ChangeFeed):
 
     def lock(self, domid: int, uuid: str | None, timeout: float) -> HeldLock:
         return self._session.lock(domid, timeout)
+
+    def hand_off(self, domid: int, uuid: str | None, timeout: float) -> HandedLock:
+        return self._session.hand_off(domid, timeout)
+
+    def adopt(self, fd: int, incarnation: Incarnation) -> AdoptedLock | None:
+        return self._session.adopt(fd, incarnation.domid)
 
     def get(self, incarnation: Incarnation, userid: str) -> bytes | None:
         with self._session.connection_for((incarnation.domid,), incarnation, userid) as conn:

@@ -7,10 +7,22 @@ the domain's advisory lock for the session, on one connection pinned from
 the pool until the last lock is released, and every call on a locked domain
 runs on that connection, so a lost session fails the call instead of
 running it unlocked.
+
+A lock handed to child processes (``hand_off``) is held by a keeper process
+instead (``_keeper.py``): the child proves it by the socket it inherited
+(its peer is the keeper) and by the server (the keeper's session holds the
+domain's advisory lock in this very database). See docs/locking.md.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
@@ -37,6 +49,17 @@ POOL_MAX_SIZE = 4
 IDLE = TransactionStatus.IDLE
 
 _UNLOCK = "SELECT pg_advisory_unlock(domdata_lock_key(%s, %s))"
+#: The application name of a keeper's session; *pid* is the keeper's.
+KEEPER_NAME = "domdata-keeper {pid}"
+#: Whether the session named so holds the (host, domid) lock in this database.
+_KEPT = """SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND ((l.classid::bigint << 32) | l.objid::bigint) = domdata_lock_key(%s, %s)
+    AND a.application_name = %s)"""
+#: Seconds a keeper may take to start, besides connecting and waiting for the lock.
+KEEPER_START = 30.0
+_PEERCRED = struct.Struct("3i")
 
 
 class _DomainLock:
@@ -48,6 +71,38 @@ class _DomainLock:
         self._session.unlock(self._domid)
 
     # The lock is keyed by (host, domid): nothing of an ended incarnation is left to remove.
+    discard = release
+
+
+class _Kept:
+    """A domain lock held by a keeper process while any process holds ``fd``."""
+
+    #: The one-step calls lock in their own transaction: they would wait for the keeper.
+    shared = False
+
+    def __init__(self, session: Session, fd: int, domid: int) -> None:
+        self._session = session
+        self.fd = fd
+        self._domid = domid
+
+    def check(self) -> None:
+        """StoreUnavailable once the keeper has exited (its end of the socket closed)."""
+        waiting = select.poll()
+        waiting.register(self.fd, select.POLLIN)
+        if waiting.poll(0):
+            raise StoreUnavailable(
+                "the keeper of the handed-off lock has exited: the domain's lock is no longer held",
+                store=self._session.url,
+                domain=self._domid,
+            )
+
+
+class _KeptLock(_Kept):
+    """A keeper's lock handed off by this process: release closes its copy of the socket."""
+
+    def release(self) -> None:
+        os.close(self.fd)
+
     discard = release
 
 
@@ -87,7 +142,6 @@ class Session:
         self._pinned: Connection | None = None
         self._held: dict[int, int] = {}
         self._lost: dict[int, int] = {}
-
 
     def fail(
         self,
@@ -202,7 +256,6 @@ class Session:
             self._pinned = None
             self._pool.putconn(conn)
 
-
     def lock(self, domid: int, timeout: float) -> _DomainLock:
         if self._pinned is None:
             try:
@@ -243,6 +296,78 @@ class Session:
             conn, self._pinned = self._pinned, None
             self._pool.putconn(conn)
 
+    def hand_off(self, domid: int, timeout: float) -> _KeptLock:
+        """Have a keeper process take the domain's lock, and hold it while any
+        process holds the socket returned (see ``_keeper.py``)."""
+        ours, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with ours:
+            try:
+                starter = subprocess.Popen(
+                    [sys.executable, "-m", "domdata.stores.postgresql._keeper", str(its.fileno())],
+                    pass_fds=(its.fileno(),),
+                    start_new_session=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"cannot start the lock keeper: {exc}", store=self.url, domain=domid
+                ) from exc
+            finally:
+                its.close()
+            starter.wait()
+            request = {
+                "url": self._url,
+                "host": self.host,
+                "domid": domid,
+                "timeout_ms": milliseconds(timeout),
+                "connect_timeout": self._kwargs["connect_timeout"],
+            }
+            ours.settimeout(timeout + self._timeout + KEEPER_START)
+            try:
+                ours.send(json.dumps(request).encode())
+                answer, fds, _, _ = socket.recv_fds(ours, 4096, 1)
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"the lock keeper did not answer: {exc}", store=self.url, domain=domid
+                ) from exc
+        for fd in fds[1:]:
+            os.close(fd)
+        if fds and answer == b'{"ok": true}':
+            os.set_inheritable(fds[0], False)
+            return _KeptLock(self, fds[0], domid)
+        for fd in fds:
+            os.close(fd)
+        error = json.loads(answer).get("error") if answer else "it exited before taking the lock"
+        if error == "timeout":
+            raise LockTimeout(
+                f"the domain's lock is held elsewhere: gave up after {timeout:g} s",
+                store=self.url,
+                domain=domid,
+            )
+        raise StoreUnavailable(f"the lock keeper: {error}", store=self.url, domain=domid)
+
+    def adopt(self, fd: int, domid: int) -> _Kept | None:
+        """The domain's lock held by a keeper, if *fd* is a socket whose peer is
+        a keeper whose session holds it in this database; None otherwise."""
+        try:
+            with socket.socket(fileno=os.dup(fd)) as probe:
+                if probe.family != socket.AF_UNIX:
+                    return None
+                pid = _PEERCRED.unpack(
+                    probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+                )[0]
+        except OSError:
+            return None
+        held = _Kept(self, fd, domid)
+        try:
+            held.check()
+        except StoreUnavailable:
+            return None
+        with self.connection_for((), domid) as conn:
+            row = conn.execute(_KEPT, (self.host, domid, KEEPER_NAME.format(pid=pid))).fetchone()
+        return held if row is not None and row[0] else None
 
     def connect(self) -> Connection:
         """A connection of its own, outside the pool (a follower's); psycopg's errors are the caller's."""
