@@ -14,10 +14,9 @@ import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING, NamedTuple
 
-from . import _boot
 from ._changes import Change, ChangeFeed, Listing, Retention
 from ._errors import (
     CorruptItem,
@@ -31,11 +30,14 @@ from ._errors import (
     SourceMismatch,
     StoreUnavailable,
 )
-from ._types import DEFAULT_MAX_ITEM_SIZE, Domain, Incarnation, ReapReport, check_domid
+from ._types import DEFAULT_MAX_ITEM_SIZE, Domain, Incarnation, check_domid
 from ._userid import check_userid
 from .domains import DomainSource, ManagedDomains, open_source, parse_source
 from .stores import ClusterStore, HeldLock, OneStepTable, Store, StoreOptions, default_url, open_store
 from .stores.base import NO_DOMAIN
+
+if TYPE_CHECKING:
+    from ._report import ReapReport
 
 #: How long a call waits for a domain's lock before LockTimeout.
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -54,9 +56,7 @@ def _forked() -> None:
 os.register_at_fork(after_in_child=_forked)
 
 
-
-@dataclass(frozen=True, slots=True)
-class StoreInfo:
+class StoreInfo(NamedTuple):
     """Which store and source a context uses (``Context.info()``, ``domdata info``)."""
 
     #: The store's URL (without any password).
@@ -103,6 +103,8 @@ class Context:
         # Domains whose lock this context holds (``lock()``); None once destroyed.
         self._held: dict[int, Incarnation | None] = {}
         if source.dies_with_host:
+            from . import _boot
+
             # A reboot ended every incarnation before it: the store binds items to this boot.
             store.follow_boot(_boot.current(source.spec))
         self._pid = os.getpid()
@@ -594,7 +596,8 @@ def reap_earlier_boots(
     remove), so the source is not asked, nor even opened: libvirtd need not
     run yet. The items of this boot are kept.
     """
-    from . import reaper
+    from . import _boot, reaper
+    from ._report import ReapReport
 
     opened = open_store(_url(store), StoreOptions(durable=durable, host=host, lock_timeout=lock_timeout))
     try:

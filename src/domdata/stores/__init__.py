@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from .._errors import InvalidURL, StoreUnavailable
 from .base import (
@@ -40,6 +39,9 @@ _BACKENDS = {
 def default_url() -> str:
     """``sqlite:///<user state dir>/domdata.db`` (platformdirs), the directory
     created if need be: the one directory domdata ever creates."""
+    from pathlib import Path
+    from urllib.parse import quote
+
     from platformdirs import user_state_path
 
     state = Path(user_state_path("domdata"))

@@ -22,12 +22,13 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence, Set
-from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
-from .._boot import Boot
 from .._changes import Removal, Retention
 from .._types import Domain, Incarnation, Item, XenView
+
+if TYPE_CHECKING:
+    from .._boot import Boot
 
 
 class StoreDescription(NamedTuple):
@@ -48,8 +49,7 @@ class Holdings(NamedTuple):
     domains: bool
 
 
-@dataclass(frozen=True, slots=True)
-class StoreOptions:
+class StoreOptions(NamedTuple):
     """How a context wants its store to behave."""
 
     #: fsync / synchronous commit before ``put`` returns.

@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from .._boot import Boot
 from .._changes import Change, ChangeFeed, Listing, Removal
 from .._errors import DomainExists, InvalidURL, LockTimeout, StoreUnavailable
 from .._types import Domain, Incarnation, Item
@@ -24,6 +23,9 @@ from ._ofdlock import RangeLocks
 from ._url import local_path
 from .base import NO_DOMAIN, HeldLock, Holdings, NoDomain, OneStepTable, Store, StoreDescription, StoreOptions
 from .sqlite_changes import SCHEMA_CHANGES, SQLiteFeed
+
+if TYPE_CHECKING:
+    from .._boot import Boot
 
 T = TypeVar("T")
 
