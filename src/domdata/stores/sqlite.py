@@ -13,7 +13,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from .._changes import Change, ChangeFeed, Listing, Removal
@@ -99,7 +98,9 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 def path_of(url: str) -> str:
     """``sqlite:///abs/path`` -> ``/abs/path``; ``sqlite:rel/path`` -> ``rel/path``."""
     path = local_path(url, "sqlite:///absolute/path or sqlite:relative/path")
-    if path.endswith("/") or Path(path).name in (":memory:", "", ".", ".."):
+    # The file's name as pathlib gives it (without importing pathlib): "." and empty parts dropped.
+    name = next((part for part in reversed(path.split("/")) if part not in ("", ".")), "")
+    if path.endswith("/") or name in (":memory:", "", ".", ".."):
         raise InvalidURL("a SQLite store is a file: name it (an in-memory database keeps nothing)", store=url)
     return path
 
