@@ -75,6 +75,8 @@ NOT_NEEDED_FAST = [
     "uuid",
     "platform",
     "pathlib",
+    "urllib.parse",
+    "ipaddress",
     "platformdirs",
     "domdata._boot",
     "domdata._report",

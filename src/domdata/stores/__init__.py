@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from urllib.parse import urlsplit
 
 from .._errors import InvalidURL, StoreUnavailable
+from ._url import split
 from .base import (
     ClusterStore,
     DomainTable,
@@ -55,7 +55,7 @@ def default_url() -> str:
 
 def open_store(url: str, options: StoreOptions) -> Store:
     """Open the store that *url* names (``sqlite:///path``, ``libxl:///dir``, ``postgresql://...``)."""
-    scheme = urlsplit(url).scheme
+    scheme = split(url)[0]
     target = _BACKENDS.get(scheme)
     if target is None:
         known = ", ".join(sorted(_BACKENDS))
