@@ -243,3 +243,9 @@ def test_many_command_lines_agree(tmp_path: Path, template: Path, click_script: 
     # Both paths were exercised: the comparison is not click against click.
     assert taken[True], taken
     assert taken[False], taken
+
+
+def test_the_fast_path_knows_the_lock_hand_off_variable() -> None:
+    from domdata.cli import LOCKED_ENV
+
+    assert fast.LOCKED_ENV == LOCKED_ENV

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._changes import Change, Listing, Retention
-    from ._context import DEFAULT_LOCK_TIMEOUT, Context, StoreInfo, bind, open, reap_earlier_boots
+    from ._context import DEFAULT_LOCK_TIMEOUT, Context, bind, open, reap_earlier_boots
     from ._errors import (
         ChangesLost,
         CorruptItem,
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         SourceUnavailable,
         StoreUnavailable,
     )
-    from ._report import ReapReport
+    from ._report import ReapReport, StoreInfo
     from ._types import (
         DEFAULT_MAX_ITEM_SIZE,
         MAX_DOMID,
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 #: first asked for, so a command imports only what it runs.
 _HOMES = {
     "._changes": ("Change", "Listing", "Retention"),
-    "._context": ("DEFAULT_LOCK_TIMEOUT", "Context", "StoreInfo", "bind", "open", "reap_earlier_boots"),
+    "._context": ("DEFAULT_LOCK_TIMEOUT", "Context", "bind", "open", "reap_earlier_boots"),
     "._errors": (
         "ChangesLost",
         "CorruptItem",
@@ -78,7 +78,7 @@ _HOMES = {
         "SourceUnavailable",
         "StoreUnavailable",
     ),
-    "._report": ("ReapReport",),
+    "._report": ("ReapReport", "StoreInfo"),
     "._types": (
         "DEFAULT_MAX_ITEM_SIZE",
         "MAX_DOMID",

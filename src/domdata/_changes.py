@@ -5,13 +5,14 @@ Every write to an item gets a revision, an integer growing in commit order;
 ``Context.changes`` reads them and, with ``follow``, waits for new ones. A
 store offers the feed by being a ``ChangeFeed`` (a capability the context asks
 for by ``isinstance``).
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: typing.NamedTuple compiles
+each field's annotation given as a string (see ``_types``).
+"""
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Self
 
 from ._errors import ChangesLost
 from ._types import Incarnation, Item
@@ -48,7 +49,7 @@ class Retention(_RetentionFields):
 
     __slots__ = ()
 
-    def __new__(cls, changes: int = 100_000, seconds: float = 24 * 3600.0) -> Retention:
+    def __new__(cls, changes: int = 100_000, seconds: float = 24 * 3600.0) -> Self:
         if type(changes) is not int or changes < 1:
             raise ValueError(
                 f"Retention.changes is an int >= 1 (the newest change is always kept), not {changes!r}"

@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from ._changes import Change, ChangeFeed, Listing, Retention
 from ._errors import (
@@ -37,7 +37,7 @@ from .stores import ClusterStore, HeldLock, OneStepTable, Store, StoreOptions, d
 from .stores.base import NO_DOMAIN
 
 if TYPE_CHECKING:
-    from ._report import ReapReport
+    from ._report import ReapReport, StoreInfo
 
 #: How long a call waits for a domain's lock before LockTimeout.
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -54,23 +54,6 @@ def _forked() -> None:
 
 
 os.register_at_fork(after_in_child=_forked)
-
-
-class StoreInfo(NamedTuple):
-    """Which store and source a context uses (``Context.info()``, ``domdata info``)."""
-
-    #: The store's URL (without any password).
-    store: str
-    #: The database file, the directory, or the server and database.
-    location: str
-    #: The store's schema version; None for libxl's layout, which has none.
-    schema_version: int | None
-    #: The domain source in use.
-    source: str
-    #: The source the store records as governing it (DESIGN section 3).
-    bound_source: str | None
-    #: Cluster stores: the host this context speaks for; None elsewhere.
-    host: str | None
 
 
 class Context:
@@ -459,6 +442,8 @@ class Context:
 
     def info(self) -> StoreInfo:
         """Which store (URL, where, schema version, host) and source this context uses."""
+        from ._report import StoreInfo
+
         with self._mutex:
             described = self._store.describe()
             bound = self._store.bound_source()

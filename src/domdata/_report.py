@@ -1,10 +1,28 @@
-"""What ``reap`` reports (imported only by what reaps)."""
+"""What ``reap`` and ``info`` report (imported only by what runs them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ._types import Incarnation
+
+
+class StoreInfo(NamedTuple):
+    """Which store and source a context uses (``Context.info()``, ``domdata info``)."""
+
+    #: The store's URL (without any password).
+    store: str
+    #: The database file, the directory, or the server and database.
+    location: str
+    #: The store's schema version; None for libxl's layout, which has none.
+    schema_version: int | None
+    #: The domain source in use.
+    source: str
+    #: The source the store records as governing it (DESIGN section 3).
+    bound_source: str | None
+    #: Cluster stores: the host this context speaks for; None elsewhere.
+    host: str | None
 
 
 @dataclass(slots=True)

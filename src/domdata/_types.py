@@ -1,6 +1,9 @@
-"""Plain values: what a domain incarnation, a domain and an item are."""
+"""Plain values: what a domain incarnation, a domain and an item are.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: typing.NamedTuple compiles
+each field's annotation given as a string, which costs every command's
+start-up more than the rest of this module.
+"""
 
 import enum
 import re
@@ -70,7 +73,7 @@ class Item(NamedTuple):
     host: str | None = None
 
 
-def parse_dom(text: str) -> int | _uuid.UUID | str:
+def parse_dom(text: str) -> "int | _uuid.UUID | str":
     """DOM as people write it: ASCII digits are a domid, a uuid-shaped text is
     a uuid, anything else is a name. InvalidDomain for a domid outside
     0..2^32-1 or a malformed uuid."""

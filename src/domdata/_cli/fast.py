@@ -5,9 +5,10 @@ a whole ``retrieve`` should (issue 12). So ``retrieve DOM USERID``, ``store
 DOM USERID [FILE]``, ``unlink [-q] DOM USERID`` and ``list DOM``, with only
 ``--store``, ``--domains``, ``--host``, ``--lock-timeout``, ``--max-item-size``
 and ``--[not-]durable`` before them (or their ``DOMDATA_*`` variables), run
-here. Anything else, or anything malformed (which click reports as a usage
-error), goes to the click command line (``domdata.cli``) untouched. Both paths
-print, exit and read the same way through ``domdata._cli.common``.
+here. Anything else, anything malformed (which click reports as a usage
+error) and any command that ``domdata lock`` runs go to the click command
+line (``domdata.cli``) untouched. Both paths print, exit and read the same way
+through ``domdata._cli.common``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ _VALUED = {
     "--max-item-size": "DOMDATA_MAX_ITEM_SIZE",
 }
 _FLAGS = {"--durable": True, "--not-durable": False}
+#: ``domdata lock``'s hand-off (``domdata.cli.LOCKED_ENV``): click's path adopts the lock held.
+LOCKED_ENV = "DOMDATA_LOCKED"
 #: How many arguments each command takes here: (fewest, most).
 _ARITY = {"retrieve": (2, 2), "store": (2, 3), "unlink": (2, 2), "list": (1, 1)}
 
@@ -101,7 +104,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> _Call | None:
     """The command line as a call the fast path runs, or None for click to take it."""
     if any(
         (name.startswith("_") and name.endswith("_COMPLETE"))  # shell completion
-        or (name.startswith("DOMDATA_") and name not in _VALUED.values() and value)  # e.g. a held lock
+        or (name == LOCKED_ENV and value)
         for name, value in environ.items()
     ):
         return None
