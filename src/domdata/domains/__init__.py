@@ -1,6 +1,6 @@
 """Domain sources, chosen by name; each is imported only when used."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: see ``domdata._types``.
 
 import importlib
 from typing import NamedTuple
