@@ -29,7 +29,7 @@ from tests._faults import environment
 BIN = Path(sys.executable).parent
 WEB1 = "6695eb01-f6a4-8304-79aa-97f2502e193f"
 DB1 = "0b53c7d2-5f0e-4f4e-9d43-38a1e4b1f6a2"
-EXAMPLES = int(os.environ.get("DOMDATA_FAST_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("DOMDATA_FAST_EXAMPLES", "25"))
 
 doms = st.sampled_from(
     [
@@ -70,13 +70,17 @@ def command_lines(draw: st.DrawFn) -> tuple[list[str], dict[str, str], bytes | N
     for name in draw(st.lists(st.sampled_from(sorted(values)), max_size=2)):
         value = draw(values[name])
         options += [f"{name}={value}"] if draw(st.booleans()) else [name, value]
-    options += draw(st.sampled_from([[], [], ["--not-durable"], ["--durable"], ["-h"], ["--version"]]))
+    output = draw(st.sampled_from(OUTPUTS))
+    # Help and version on a full disk or a closed stdout are a traceback from
+    # click on both paths (its own output rules), with other frames: not drawn.
+    informative = [["-h"], ["--version"]] if output == "pipe" else []
+    options += draw(st.sampled_from([[], [], ["--not-durable"], ["--durable"], *informative]))
     env = {
         env_names[name]: draw(values[name])
         for name in draw(st.lists(st.sampled_from(sorted(env_names)), max_size=2))
     }
     stdin = draw(st.one_of(st.none(), st.binary(max_size=20)))
-    return [*options, *args], env, stdin, draw(st.sampled_from(OUTPUTS))
+    return [*options, *args], env, stdin, output
 
 
 @pytest.fixture(scope="module")

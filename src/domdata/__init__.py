@@ -13,8 +13,8 @@ The Python counterpart of libxl's userdata calls::
         dd.destroy(dom.domid)                   # the domain and its data go
 """
 
-from typing import TYPE_CHECKING
-
+# Not typing's: importing typing costs more than the rest of ``import domdata``.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._changes import Change, Listing, Retention
     from ._context import DEFAULT_LOCK_TIMEOUT, Context, bind, open, reap_earlier_boots
