@@ -26,11 +26,11 @@ def test_help_says_what_the_script_measures(name: str, says: str) -> None:
 
 
 def test_bench_lists_its_backends() -> None:
-    assert "one of changes, libvirt, libxl, postgresql, sqlite" in script("bench.py", "--help").stdout
+    assert "one of changes, handoff, libvirt, libxl, postgresql, sqlite" in script("bench.py", "--help").stdout
 
 
 def test_an_unknown_backend_is_an_error() -> None:
     result = script("bench.py", "sqlite", "nosuch")
     assert result.returncode == 2
-    assert "unknown backend nosuch (known: changes, libvirt, libxl, postgresql, sqlite)" in result.stderr
+    assert "unknown backend nosuch (known: changes, handoff, libvirt, libxl, postgresql, sqlite)" in result.stderr
     assert result.stdout == ""

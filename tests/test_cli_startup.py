@@ -62,3 +62,59 @@ def test_help_and_completion_load_no_command_module_they_do_not_run() -> None:
     modules = set(json.loads(probe.stderr.decode().replace("'", '"')))
     assert "domdata._cli.transfer" in modules
     assert [m for m in ("tarfile", "importlib.metadata", "domdata._cli.archive") if m in modules] == []
+
+
+#: What the fast path (the ``domdata`` entry point) leaves out on top: click and
+#: what only the click commands or other stores, sources and commands need.
+NOT_NEEDED_FAST = [
+    *NOT_NEEDED,
+    "click",
+    "domdata.cli",
+    "dataclasses",
+    "inspect",
+    "uuid",
+    "platform",
+    "pathlib",
+    "urllib.parse",
+    "ipaddress",
+    "platformdirs",
+    "domdata._boot",
+    "domdata._report",
+    "domdata.watch",
+]
+
+PROBE_FAST = """
+import sys
+from domdata._cli.fast import main
+try:
+    main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print(sorted(sys.modules), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["retrieve", "web1", "xl"],
+        ["store", "web1", "xl", "-"],
+        ["unlink", "web1", "-q", "xl"],
+        ["--not-durable", "--lock-timeout", "5", "list", "1"],
+    ],
+)
+def test_the_entry_point_runs_a_single_item_command_without_click(tmp_path: Path, args: list[str]) -> None:
+    env = {**os.environ, "DOMDATA_STORE": f"sqlite://{tmp_path / 'x.db'}"}
+    subprocess.run([sys.executable, "-m", "domdata", "domain", "create", "web1"], env=env, check=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE_FAST, *args], env=env, input=b"x", capture_output=True, check=True
+    )
+    modules = set(json.loads(probe.stderr.decode().replace("'", '"')))
+    assert "domdata.stores.sqlite" in modules
+    assert [m for m in NOT_NEEDED_FAST if m in modules] == []
+
+
+def test_the_entry_point_hands_anything_else_to_click() -> None:
+    probe = subprocess.run([sys.executable, "-c", PROBE_FAST, "--help"], capture_output=True, check=True)
+    modules = set(json.loads(probe.stderr.decode().replace("'", '"')))
+    assert {"click", "domdata.cli"} <= modules

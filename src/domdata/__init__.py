@@ -13,43 +13,96 @@ The Python counterpart of libxl's userdata calls::
         dd.destroy(dom.domid)                   # the domain and its data go
 """
 
-from ._changes import Change, Listing, Retention
-from ._context import DEFAULT_LOCK_TIMEOUT, Context, StoreInfo, bind, open, reap_earlier_boots
-from ._errors import (
-    ChangesLost,
-    CorruptItem,
-    DataTooLarge,
-    DomainExists,
-    DomainNotFound,
-    Error,
-    InvalidData,
-    InvalidDomain,
-    InvalidURL,
-    InvalidUserid,
-    ItemsClash,
-    LockTimeout,
-    NotClustered,
-    NotManaged,
-    ReapRefused,
-    SourceMismatch,
-    SourceUnavailable,
-    StoreUnavailable,
-)
-from ._types import (
-    DEFAULT_MAX_ITEM_SIZE,
-    MAX_DOMID,
-    Domain,
-    Incarnation,
-    Item,
-    ReapReport,
-    XenView,
-    canonical_uuid,
-    parse_dom,
-)
-from ._userid import check_userid
+# Not typing's: importing typing costs more than the rest of ``import domdata``.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._changes import Change, Listing, Retention
+    from ._context import DEFAULT_LOCK_TIMEOUT, Context, bind, open, reap_earlier_boots
+    from ._errors import (
+        ChangesLost,
+        CorruptItem,
+        DataTooLarge,
+        DomainExists,
+        DomainNotFound,
+        Error,
+        InvalidData,
+        InvalidDomain,
+        InvalidURL,
+        InvalidUserid,
+        ItemsClash,
+        LockTimeout,
+        NotClustered,
+        NotManaged,
+        ReapRefused,
+        SourceMismatch,
+        SourceUnavailable,
+        StoreUnavailable,
+    )
+    from ._report import ReapReport, StoreInfo
+    from ._types import (
+        DEFAULT_MAX_ITEM_SIZE,
+        MAX_DOMID,
+        Domain,
+        Incarnation,
+        Item,
+        XenView,
+        canonical_uuid,
+        parse_dom,
+    )
+    from ._userid import check_userid
+
+    __version__: str
+
+#: Where each public name lives: a module is imported when one of its names is
+#: first asked for, so a command imports only what it runs.
+_HOMES = {
+    "._changes": ("Change", "Listing", "Retention"),
+    "._context": ("DEFAULT_LOCK_TIMEOUT", "Context", "bind", "open", "reap_earlier_boots"),
+    "._errors": (
+        "ChangesLost",
+        "CorruptItem",
+        "DataTooLarge",
+        "DomainExists",
+        "DomainNotFound",
+        "Error",
+        "InvalidData",
+        "InvalidDomain",
+        "InvalidURL",
+        "InvalidUserid",
+        "ItemsClash",
+        "LockTimeout",
+        "NotClustered",
+        "NotManaged",
+        "ReapRefused",
+        "SourceMismatch",
+        "SourceUnavailable",
+        "StoreUnavailable",
+    ),
+    "._report": ("ReapReport", "StoreInfo"),
+    "._types": (
+        "DEFAULT_MAX_ITEM_SIZE",
+        "MAX_DOMID",
+        "Domain",
+        "Incarnation",
+        "Item",
+        "XenView",
+        "canonical_uuid",
+        "parse_dom",
+    ),
+    "._userid": ("check_userid",),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> object:
+    # PEP 562: the public names load on first use (``from domdata import X`` too).
+    home = _HOME.get(name)
+    if home is not None:
+        from importlib import import_module
+
+        value = getattr(import_module(home, __name__), name)
+        globals()[name] = value
+        return value
     # domdata.__version__, from the package metadata; importlib.metadata costs
     # more than the rest of the package, so only when asked.
     if name == "__version__":
@@ -57,6 +110,10 @@ def __getattr__(name: str) -> str:
 
         return version("domdata")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME, "__version__"})
 
 
 __all__ = [

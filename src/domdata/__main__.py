@@ -1,5 +1,5 @@
 """``python -m domdata``: the command line."""
 
-from .cli import main
+from ._cli.fast import main
 
 main()

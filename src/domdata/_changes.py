@@ -5,14 +5,14 @@ Every write to an item gets a revision, an integer growing in commit order;
 ``Context.changes`` reads them and, with ``follow``, waits for new ones. A
 store offers the feed by being a ``ChangeFeed`` (a capability the context asks
 for by ``isinstance``).
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: typing.NamedTuple compiles
+each field's annotation given as a string (see ``_types``).
+"""
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple, Self
 
 from ._errors import ChangesLost
 from ._types import Incarnation, Item
@@ -25,8 +25,7 @@ OPS: tuple[ChangeOp, ...] = ("store", "delete", "destroy", "reap", "migrate")
 Removal = Literal["destroy", "reap"]
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """One change to one item. The feed carries no data: ``retrieve`` it."""
 
     rev: int
@@ -39,21 +38,25 @@ class Change:
     size: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Retention:
+class _RetentionFields(NamedTuple):
+    changes: int
+    seconds: float
+
+
+class Retention(_RetentionFields):
     """How long a store keeps changes: a change goes only once it is older than
     *seconds* AND more than *changes* newer changes exist."""
 
-    changes: int = 100_000
-    seconds: float = 24 * 3600.0
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        if type(self.changes) is not int or self.changes < 1:
+    def __new__(cls, changes: int = 100_000, seconds: float = 24 * 3600.0) -> Self:
+        if type(changes) is not int or changes < 1:
             raise ValueError(
-                f"Retention.changes is an int >= 1 (the newest change is always kept), not {self.changes!r}"
+                f"Retention.changes is an int >= 1 (the newest change is always kept), not {changes!r}"
             )
-        if not isinstance(self.seconds, int | float) or not self.seconds >= 0:
-            raise ValueError(f"Retention.seconds is a number >= 0, not {self.seconds!r}")
+        if not isinstance(seconds, int | float) or not seconds >= 0:
+            raise ValueError(f"Retention.seconds is a number >= 0, not {seconds!r}")
+        return super().__new__(cls, changes, seconds)
 
 
 class Listing(list[Item]):

@@ -14,11 +14,10 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import TracebackType
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from . import _boot, _handoff
+from . import _handoff
 from ._changes import Change, ChangeFeed, Listing, Retention
 from ._errors import (
     CorruptItem,
@@ -33,7 +32,7 @@ from ._errors import (
     SourceMismatch,
     StoreUnavailable,
 )
-from ._types import DEFAULT_MAX_ITEM_SIZE, Domain, Incarnation, ReapReport, XenView, check_domid
+from ._types import DEFAULT_MAX_ITEM_SIZE, Domain, Incarnation, XenView, check_domid
 from ._userid import check_userid
 from .domains import DomainSource, ManagedDomains, open_source, parse_source
 from .stores import (
@@ -48,6 +47,9 @@ from .stores import (
 )
 from .stores._handoff import AdoptedLock, HandedLock, HandsOff
 from .stores.base import NO_DOMAIN
+
+if TYPE_CHECKING:
+    from ._report import ReapReport, StoreInfo
 
 #: How long a call waits for a domain's lock before LockTimeout.
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -64,25 +66,6 @@ def _forked() -> None:
 
 
 os.register_at_fork(after_in_child=_forked)
-
-
-
-@dataclass(frozen=True, slots=True)
-class StoreInfo:
-    """Which store and source a context uses (``Context.info()``, ``domdata info``)."""
-
-    #: The store's URL (without any password).
-    store: str
-    #: The database file, the directory, or the server and database.
-    location: str
-    #: The store's schema version; None for libxl's layout, which has none.
-    schema_version: int | None
-    #: The domain source in use.
-    source: str
-    #: The source the store records as governing it (DESIGN section 3).
-    bound_source: str | None
-    #: Cluster stores: the host this context speaks for; None elsewhere.
-    host: str | None
 
 
 class Context:
@@ -115,6 +98,8 @@ class Context:
         # Domains whose lock this context holds (``lock()``); None once destroyed.
         self._held: dict[int, Incarnation | None] = {}
         if source.dies_with_host:
+            from . import _boot
+
             # A reboot ended every incarnation before it: the store binds items to this boot.
             store.follow_boot(_boot.current(source.spec))
         self._pid = os.getpid()
@@ -530,6 +515,8 @@ class Context:
 
     def info(self) -> StoreInfo:
         """Which store (URL, where, schema version, host) and source this context uses."""
+        from ._report import StoreInfo
+
         with self._mutex:
             described = self._store.describe()
             bound = self._store.bound_source()
@@ -683,7 +670,8 @@ def reap_earlier_boots(
     remove), so the source is not asked, nor even opened: libvirtd need not
     run yet. The items of this boot are kept.
     """
-    from . import reaper
+    from . import _boot, reaper
+    from ._report import ReapReport
 
     opened = open_store(_url(store), StoreOptions(durable=durable, host=host, lock_timeout=lock_timeout))
     try:

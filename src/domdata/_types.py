@@ -1,14 +1,18 @@
-"""Plain values: what a domain incarnation, a domain and an item are."""
+"""Plain values: what a domain incarnation, a domain and an item are.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: typing.NamedTuple compiles
+each field's annotation given as a string, which costs every command's
+start-up more than the rest of this module.
+"""
 
 import enum
 import re
-import uuid as _uuid
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._errors import InvalidDomain
+
+if TYPE_CHECKING:
+    import uuid as _uuid
 
 MAX_DOMID = 2**32 - 1
 #: Default largest item a store accepts (DESIGN section 1).
@@ -46,8 +50,7 @@ class Incarnation(NamedTuple):
         return f"{self.domid} ({self.uuid})"
 
 
-@dataclass(frozen=True, slots=True)
-class Domain:
+class Domain(NamedTuple):
     """A live domain as its source describes it."""
 
     domid: int
@@ -59,8 +62,7 @@ class Domain:
         return Incarnation(self.domid, self.uuid)
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(NamedTuple):
     """One stored item: whose it is and how many bytes it holds."""
 
     domid: int
@@ -71,13 +73,15 @@ class Item:
     host: str | None = None
 
 
-def parse_dom(text: str) -> int | _uuid.UUID | str:
+def parse_dom(text: str) -> "int | _uuid.UUID | str":
     """DOM as people write it: ASCII digits are a domid, a uuid-shaped text is
     a uuid, anything else is a name. InvalidDomain for a domid outside
     0..2^32-1 or a malformed uuid."""
     if text.isascii() and text.isdigit():
         return check_domid(int(text))
     if uuid_shaped(text):
+        import uuid as _uuid  # only for a uuid: it imports platform
+
         return _uuid.UUID(canonical_uuid(text))
     return text
 
@@ -93,6 +97,8 @@ def check_domid(domid: object) -> int:
 
 def canonical_uuid(text: object) -> str:
     """Return *text* as a canonical lower-case 8-4-4-4-12 uuid, or raise InvalidDomain."""
+    import uuid as _uuid  # only for a uuid: it imports platform
+
     if isinstance(text, _uuid.UUID):
         return str(text)
     if not isinstance(text, str):
@@ -105,19 +111,3 @@ def canonical_uuid(text: object) -> str:
     if text.lower() != canonical:
         raise InvalidDomain(f"{text!r} is not a uuid in 8-4-4-4-12 form")
     return canonical
-
-
-@dataclass(slots=True)
-class ReapReport:
-    """What ``reap`` removed (or, with ``dry_run``, would remove)."""
-
-    incarnations: list[Incarnation] = field(default_factory=list)
-    #: Incarnations whose items of an earlier boot of the host went, though
-    #: they run again (or, reaping at boot, whatever their state).
-    earlier_boot: list[Incarnation] = field(default_factory=list)
-    items: int = 0
-    leftovers: list[str] = field(default_factory=list)
-    busy: list[Incarnation] = field(default_factory=list)
-    #: What could not be removed, after everything else was: ``LeftBehind.left``.
-    failed: list[tuple[object, str, str]] = field(default_factory=list)
-    dry_run: bool = False

@@ -23,73 +23,52 @@ Exit statuses (one per error class; 2 is click's usage error):
 from __future__ import annotations
 
 import dataclasses
-import errno
 import importlib
-import math
-import os
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterable, Sequence
-from types import FrameType
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
 
 import click
 
 from . import _errors as errors
 from . import _handoff
+from ._cli.common import (
+    BROKEN_PIPE,
+    CANNOT_RUN,
+    INTERRUPTED,
+    MAX_ITEM_SIZE_CAP,
+    NOT_FOUND,
+    BadValue,
+    Interrupted,
+    check_host,
+    check_lock_timeout,
+    check_no_nul,
+    domid_of,
+    error_line,
+    exit_status,
+    interrupt,
+    items_table,
+    parse_dom,
+    plug_closed_descriptors,
+    quiet_exit,
+    store_input,
+    table,
+    unlinked,
+    write_lines,
+    write_output,
+)
+from ._cli.common import EXIT_STATUS as EXIT_STATUS
+from ._cli.common import shown as _shown
 from ._context import DEFAULT_LOCK_TIMEOUT, Context
 from ._context import open as open_context
-from ._types import (
-    DEFAULT_MAX_ITEM_SIZE,
-    MAX_DOMID,
-    Domain,
-    Item,
-    ReapReport,
-    canonical_uuid,
-    uuid_shaped,
-)
+from ._report import ReapReport
+from ._types import DEFAULT_MAX_ITEM_SIZE, MAX_DOMID, Domain, Item
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: Exit status per error class, most specific first.
-EXIT_STATUS: dict[type[errors.Error], int] = {
-    errors.InvalidDomain: 2,
-    errors.DomainNotFound: 3,
-    errors.InvalidUserid: 4,
-    errors.DataTooLarge: 5,
-    errors.LockTimeout: 6,
-    errors.StoreUnavailable: 7,
-    errors.CorruptItem: 8,
-    errors.DomainExists: 9,
-    errors.SourceUnavailable: 10,
-    errors.NotManaged: 11,
-    errors.ReapRefused: 12,
-    errors.InvalidData: 13,
-    errors.SourceMismatch: 15,
-    errors.NotClustered: 16,
-    errors.ChangesLost: 17,
-}
-#: The output of ``retrieve`` could not be written whole.
-OUTPUT_FAILED = 14
-#: ``lock``: COMMAND exists but cannot be run; COMMAND is not found (as in a shell).
-CANNOT_RUN, NOT_FOUND = 126, 127
-#: Ctrl-C (SIGINT), and a reader of stdout that went away (128 + SIGPIPE).
-INTERRUPTED, BROKEN_PIPE = 130, 141
-#: The largest --max-item-size: what SQLite (SQLITE_MAX_LENGTH) and PostgreSQL (bytea) hold.
-MAX_ITEM_SIZE_CAP = 1_000_000_000
-
-
-def exit_status(exc: errors.Error) -> int:
-    """The status a domdata error ends the command with. A malformed store URL
-    is a usage error (2), as a malformed domid is."""
-    if isinstance(exc, errors.InvalidURL):
-        return 2
-    return next((code for cls, code in EXIT_STATUS.items() if isinstance(exc, cls)), 1)
-
 
 #: Set by ``domdata lock`` for COMMAND: which inherited descriptor holds the lock.
 LOCKED_ENV = _handoff.ENV
@@ -152,30 +131,15 @@ class _Shell(click.Group):
             ctx.exit(exit_status(exc))
 
 
-def _is_domid(dom: str) -> bool:
-    """A domid is ASCII digits, never other digits that str.isdigit accepts (superscripts...)."""
-    return dom.isascii() and dom.isdigit()
-
-
 def _dom(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> str | None:
     """DOM: a domid, a uuid or a name. A bad domid or uuid is a usage error (status 2),
     as are an empty DOM, one with a control character, and digits other than 0-9."""
     if value is None:
         return None
-    if not value or not value.isprintable():
-        raise click.BadParameter(f"{_shown(value)} is not a domid, a uuid or a domain name", ctx, param)
-    if value.isdigit() and not value.isascii():
-        raise click.BadParameter(f"{_shown(value)}: a domid is written with the digits 0-9", ctx, param)
-    if _is_domid(value):
-        if int(value) > MAX_DOMID:
-            raise click.BadParameter(f"domid {value} is outside 0..{MAX_DOMID}", ctx, param)
-        return str(int(value))
-    if uuid_shaped(value):
-        try:
-            return canonical_uuid(value)
-        except errors.InvalidDomain as exc:
-            raise click.BadParameter(exc.what, ctx, param) from None
-    return value
+    try:
+        return parse_dom(value)
+    except BadValue as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 def _complete_dom(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
@@ -201,32 +165,19 @@ userid_argument = click.argument("userid", shell_complete=_complete_userid)
 
 def _domid(settings: Settings, dom: str) -> int:
     """DOM as a domid: itself if it is one (the call checks it lives), else looked up."""
-    return int(dom) if _is_domid(dom) else settings.open().find(dom).domid
+    return domid_of(settings.open(), dom)
 
 
-def _shown(value: str) -> str:
-    """*value* quoted on one line, control characters escaped."""
-    return ascii(value) if not value.isprintable() else repr(value)
+def _checked(check: Callable[[Any], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """An option callback: None passes, a BadValue from *check* is a usage error."""
 
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        try:
+            return None if value is None else check(value)
+        except BadValue as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
 
-def _no_nul(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and "\0" in value:
-        raise click.BadParameter(f"{_shown(value)} contains a NUL character", ctx, param)
-    return value
-
-
-def _host(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and (not value or not value.isprintable()):
-        raise click.BadParameter(f"{_shown(value)} is not a host name", ctx, param)
-    return value
-
-
-def _lock_timeout(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    # FloatRange lets nan through (every comparison with it is false).
-    if not (math.isfinite(value) and 0 <= value <= threading.TIMEOUT_MAX):
-        most = f"{threading.TIMEOUT_MAX:.0f}"
-        raise click.BadParameter(f"{value} is not a number of seconds in 0..{most}", ctx, param)
-    return value
+    return callback
 
 
 def _json(value: object) -> None:
@@ -236,20 +187,7 @@ def _json(value: object) -> None:
 
 
 def _as_dict(value: Domain | Item) -> dict[str, Any]:
-    return dataclasses.asdict(value)
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, right: Sequence[str] = ()) -> None:
-    """Rows under column headers, aligned (the columns named in *right* to the
-    right); a value the library leaves out (None) prints as ``-``."""
-    lines = [list(headers), *(["-" if cell is None else str(cell) for cell in row] for row in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
-    for line in lines:
-        cells = (
-            cell.rjust(width) if header in right else cell.ljust(width)
-            for header, cell, width in zip(headers, line, widths, strict=True)
-        )
-        click.echo("  ".join(cells).rstrip())
+    return value._asdict()
 
 
 def _count(n: int, noun: str) -> str:
@@ -270,7 +208,7 @@ def json_option(func: F) -> F:
     envvar="DOMDATA_STORE",
     metavar="URL",
     show_envvar=True,
-    callback=_no_nul,
+    callback=_checked(check_no_nul),
     help="sqlite:///path, libxl:///dir or postgresql://... [default: SQLite in the user state dir]",
 )
 @click.option(
@@ -278,7 +216,7 @@ def json_option(func: F) -> F:
     envvar="DOMDATA_DOMAINS",
     show_envvar=True,
     metavar="SOURCE",
-    callback=_no_nul,
+    callback=_checked(check_no_nul),
     help="Who says which domains exist: managed, libvirt:<uri> or xen (libxenlight)"
     " [default: the source the store records, else managed].",
 )
@@ -286,7 +224,7 @@ def json_option(func: F) -> F:
     "--host",
     envvar="DOMDATA_HOST",
     show_envvar=True,
-    callback=_host,
+    callback=_checked(check_host),
     help="This host's name in a cluster store [default: the machine's host name].",
 )
 @click.option(
@@ -302,7 +240,7 @@ def json_option(func: F) -> F:
     show_default=True,
     envvar="DOMDATA_LOCK_TIMEOUT",
     show_envvar=True,
-    callback=_lock_timeout,
+    callback=_checked(check_lock_timeout),
     metavar="SECONDS",
     help="How long a call waits for a held domain lock before failing.",
 )
@@ -379,15 +317,12 @@ def domain_list(settings: Settings, as_json: bool) -> None:
     if as_json:
         _json([_as_dict(d) for d in domains])
         return
-    _table(("DOMID", "UUID", "NAME"), ((d.domid, d.uuid, d.name or "") for d in domains), right=("DOMID",))
+    rows = ((d.domid, d.uuid, d.name or "") for d in domains)
+    for line in table(("DOMID", "UUID", "NAME"), rows, right=("DOMID",)):
+        click.echo(line)
 
 
 # -- items ----------------------------------------------------------------------
-
-
-def _read_all(stream: BinaryIO, limit: int) -> bytes:
-    # One byte more than the limit is enough to refuse: never read a huge input whole.
-    return stream.read(limit + 1)
 
 
 @cli.command("store")
@@ -398,15 +333,7 @@ def _read_all(stream: BinaryIO, limit: int) -> bytes:
 def store_cmd(settings: Settings, dom: str, userid: str, file: BinaryIO) -> None:
     """Store FILE (or stdin) as the item USERID of DOM. Empty input deletes it."""
     ctx = settings.open()
-    domid = _domid(settings, dom)
-    data = _read_all(file, ctx.max_item_size)
-    try:
-        ctx.store(domid, userid, data)
-    except errors.DataTooLarge as exc:
-        # Reading stopped one byte past the limit: the input's size is unknown.
-        raise errors.DataTooLarge.over(
-            ctx.max_item_size, store=exc.store, domain=exc.domain, userid=exc.userid
-        ) from None
+    store_input(ctx, _domid(settings, dom), userid, file)
 
 
 @cli.command()
@@ -423,37 +350,7 @@ def store_cmd(settings: Settings, dom: str, userid: str, file: BinaryIO) -> None
 def retrieve(settings: Settings, dom: str, userid: str, output: str) -> None:
     """Write the item's raw bytes to stdout. An absent item writes nothing (exit 0)."""
     data = settings.open().retrieve(_domid(settings, dom), userid)
-    _write_output(output, data)
-
-
-def _write_output(output: str, data: bytes) -> None:
-    """Write *data* whole to stdout or the file *output*, or fail with OUTPUT_FAILED:
-    a short write is never a success. A reader that went away ends quietly."""
-    where = "stdout" if output == "-" else output
-    try:
-        if output == "-":
-            if sys.stdout is None:
-                raise OSError(errno.EBADF, "stdout is closed")
-            _write_all(sys.stdout.buffer, data)
-            return
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with open(fd, "wb", buffering=0) as file:
-            _write_all(file, data)
-    except BrokenPipeError:
-        _quiet_exit(BROKEN_PIPE)
-    except OSError as exc:
-        click.echo(f"domdata: cannot write {_shown(where)}: {exc.strerror or exc}", err=True)
-        raise SystemExit(OUTPUT_FAILED) from None
-
-
-def _write_all(stream: BinaryIO, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = stream.write(view)
-        if not written:
-            raise OSError(errno.ENOSPC, "short write: no space left")
-        view = view[written:]
-    stream.flush()
+    write_output(output, data)
 
 
 @cli.command()
@@ -468,7 +365,7 @@ def unlink(settings: Settings, dom: str, userid: str, quiet: bool, as_json: bool
     if as_json:
         _json({"removed": removed})
     elif not quiet:
-        click.echo(f"removed {userid} of {dom}" if removed else f"{dom} has no {userid}: nothing to remove")
+        write_lines([unlinked(dom, userid, removed)])
 
 
 @cli.command("list")
@@ -488,20 +385,7 @@ def list_cmd(settings: Settings, dom: str | None, all_hosts: bool, with_rev: boo
         listed = [_as_dict(i) for i in items]
         _json(listed if rev is None else {"rev": rev, "items": listed})
         return
-    if rev is not None:
-        click.echo(f"rev {rev}")
-    if all_hosts:
-        _table(
-            ("HOST", "DOMID", "UUID", "SIZE", "USERID"),
-            ((i.host, i.domid, i.uuid, i.size, i.userid) for i in items),
-            right=("DOMID", "SIZE"),
-        )
-    else:
-        _table(
-            ("DOMID", "UUID", "SIZE", "USERID"),
-            ((i.domid, i.uuid, i.size, i.userid) for i in items),
-            right=("DOMID", "SIZE"),
-        )
+    write_lines([*([] if rev is None else [f"rev {rev}"]), *items_table(items, all_hosts=all_hosts)])
 
 
 @cli.command()
@@ -528,7 +412,7 @@ def changes(settings: Settings, dom: str | None, since: int | None, follow: bool
         click.echo(f"{'REV':>10}  {'OP':<8} {'DOMID':>10}  {'UUID':<36}  {'SIZE':>10}  USERID")
     for change in feed:
         if as_json:
-            line = json.dumps(dataclasses.asdict(change))
+            line = json.dumps(change._asdict())
         else:
             size = "-" if change.size is None else change.size
             line = f"{change.rev:>10}  {change.op:<8} {change.domid:>10}  {change.uuid}  {size:>10}"
@@ -747,48 +631,14 @@ def registry_cmd(as_json: bool) -> None:
         click.echo(f"{e.userid}\n  owner: {e.owner}\n  format: {e.format}\n  {e.description}")
 
 
-class Interrupted(BaseException):
-    """Ctrl-C: raised by the SIGINT handler, past click (which would print two lines)."""
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted
-
-
-def _quiet_exit(status: int) -> None:
-    """Exit with *status*, and let no flush at exit write to a pipe that is gone."""
-    try:
-        stdout = sys.stdout.fileno() if sys.stdout is not None else 1
-    except (OSError, ValueError):  # not a file (click's test runner)
-        raise SystemExit(status) from None
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, stdout)
-    os.close(devnull)
-    raise SystemExit(status)
-
-
-def _plug_closed_descriptors() -> None:
-    """A closed stdin, stdout or stderr gets /dev/null, so that no file domdata
-    opens (a database) takes descriptor 1 or 2 and receives output. Python has
-    already set sys.stdout (or stdin, stderr) to None: retrieve sees that."""
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            devnull = os.open(os.devnull, os.O_RDWR)
-            if devnull != fd:
-                os.dup2(devnull, fd)
-                os.close(devnull)
-
-
 def main() -> None:
-    _plug_closed_descriptors()
-    signal.signal(signal.SIGINT, _interrupt)
+    plug_closed_descriptors()
+    signal.signal(signal.SIGINT, interrupt)
     try:
         cli()
     except BrokenPipeError:
         # A reader such as `head` went away: not an error of ours.
-        _quiet_exit(BROKEN_PIPE)
+        quiet_exit(BROKEN_PIPE)
     except Interrupted:
-        click.echo("domdata: interrupted", err=True)
+        error_line("domdata: interrupted")
         raise SystemExit(INTERRUPTED) from None

@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 
 from ._errors import LeftBehind, LockTimeout, ReapRefused
-from ._types import Incarnation, ReapReport
+from ._report import ReapReport
+from ._types import Incarnation
 from .domains import DomainSource
 from .stores import HeldLock, SharedDirectory, Store
 

@@ -1,10 +1,9 @@
 """Domain sources, chosen by name; each is imported only when used."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: see ``domdata._types``.
 
 import importlib
 from typing import NamedTuple
-from urllib.parse import urlsplit
 
 from .._errors import SourceUnavailable
 from ..stores.base import Store
@@ -20,6 +19,8 @@ def on_this_host(uri: str) -> bool:
     """Whether a libvirt URI names a hypervisor of this host: it names no
     remote host (``qemu:///system``, ``xen:///``, ``test:///default``, a
     ``+unix`` socket), unlike ``qemu+ssh://host/system``."""
+    from urllib.parse import urlsplit  # only for libvirt: it imports ipaddress
+
     try:
         return urlsplit(uri).hostname in (None, "localhost")
     except ValueError:  # not a URI (libvirt refuses it when connecting)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid as _uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -50,16 +49,16 @@ class DomainSource(ABC):
             if for_domid is None:
                 raise DomainNotFound("no such domain", domain=dom)
             return for_domid
-        if isinstance(dom, _uuid.UUID):
-            found = self.by_uuid(str(dom))
-            if len(found) == 1:
-                return found[0]
-            what = "no such domain" if not found else "uuid names several domains: use a domid"
-            raise DomainNotFound(what, domain=text)
-        named = self.by_name(dom)
-        if named is None:
-            raise DomainNotFound("no such domain", domain=text)
-        return named
+        if isinstance(dom, str):
+            named = self.by_name(dom)
+            if named is None:
+                raise DomainNotFound("no such domain", domain=text)
+            return named
+        found = self.by_uuid(str(dom))
+        if len(found) == 1:
+            return found[0]
+        what = "no such domain" if not found else "uuid names several domains: use a domid"
+        raise DomainNotFound(what, domain=text)
 
     def by_domid(self, domid: int) -> Domain | None:
         return next((d for d in self.domains() if d.domid == domid), None)

@@ -3,7 +3,6 @@ through domdata, which keeps the domain table in the store itself."""
 
 from __future__ import annotations
 
-import uuid as _uuid
 from collections.abc import Sequence
 
 from .._errors import InvalidDomain
@@ -42,6 +41,8 @@ class ManagedDomains(DomainSource):
 
         Raises DomainExists if the domid or the name is taken.
         """
+        import uuid as _uuid  # imports platform: only where a uuid is made
+
         return self._table.add(
             None if domid is None else check_domid(domid),
             str(_uuid.uuid4()) if uuid is None else canonical_uuid(uuid),

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
-from urllib.parse import quote, urlsplit
 
 from .._errors import InvalidURL, StoreUnavailable
+from ._url import split
 from .base import (
     ClusterStore,
     DomainTable,
@@ -40,6 +39,9 @@ _BACKENDS = {
 def default_url() -> str:
     """``sqlite:///<user state dir>/domdata.db`` (platformdirs), the directory
     created if need be: the one directory domdata ever creates."""
+    from pathlib import Path
+    from urllib.parse import quote
+
     from platformdirs import user_state_path
 
     state = Path(user_state_path("domdata"))
@@ -53,7 +55,7 @@ def default_url() -> str:
 
 def open_store(url: str, options: StoreOptions) -> Store:
     """Open the store that *url* names (``sqlite:///path``, ``libxl:///dir``, ``postgresql://...``)."""
-    scheme = urlsplit(url).scheme
+    scheme = split(url)[0]
     target = _BACKENDS.get(scheme)
     if target is None:
         known = ", ".join(sorted(_BACKENDS))

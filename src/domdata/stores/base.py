@@ -17,17 +17,19 @@ one module under ``domdata/stores/``, and name its URL scheme in
   with their debris to sweep and their domains to protect from ``reap``.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: typing.NamedTuple compiles each
+# field's annotation given as a string (see ``domdata._types``).
 
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence, Set
-from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
-from .._boot import Boot
 from .._changes import Removal, Retention
 from .._types import Domain, Incarnation, Item, XenView
+
+if TYPE_CHECKING:
+    from .._boot import Boot
 
 
 class StoreDescription(NamedTuple):
@@ -48,8 +50,7 @@ class Holdings(NamedTuple):
     domains: bool
 
 
-@dataclass(frozen=True, slots=True)
-class StoreOptions:
+class StoreOptions(NamedTuple):
     """How a context wants its store to behave."""
 
     #: fsync / synchronous commit before ``put`` returns.
@@ -116,7 +117,7 @@ class Store(ABC):
         """Every incarnation that has at least one item, as ``(domid, uuid)`` pairs."""
 
     @abstractmethod
-    def follow_boot(self, boot: Boot) -> None:
+    def follow_boot(self, boot: "Boot") -> None:
         """Bind what this store writes from now on to *boot*, and treat items
         written during an earlier boot as absent (``get``, ``delete``, and
         ``items`` of one incarnation). Called once, before any other call, for
@@ -134,7 +135,7 @@ class Store(ABC):
         went. The change feed records them as ``reap``."""
 
     @abstractmethod
-    def domain_table(self) -> DomainTable:
+    def domain_table(self) -> "DomainTable":
         """The managed domains' table, kept in this store."""
 
     @abstractmethod

@@ -13,10 +13,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from .._boot import Boot
 from .._changes import Change, ChangeFeed, Listing, Removal
 from .._errors import DomainExists, InvalidURL, LockTimeout, StoreUnavailable
 from .._types import Domain, Incarnation, Item
@@ -25,6 +23,9 @@ from ._ofdlock import RangeLocks
 from ._url import local_path
 from .base import NO_DOMAIN, HeldLock, Holdings, NoDomain, OneStepTable, StoreDescription, StoreOptions
 from .sqlite_changes import SCHEMA_CHANGES, SQLiteFeed
+
+if TYPE_CHECKING:
+    from .._boot import Boot
 
 T = TypeVar("T")
 
@@ -98,7 +99,9 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 def path_of(url: str) -> str:
     """``sqlite:///abs/path`` -> ``/abs/path``; ``sqlite:rel/path`` -> ``rel/path``."""
     path = local_path(url, "sqlite:///absolute/path or sqlite:relative/path")
-    if path.endswith("/") or Path(path).name in (":memory:", "", ".", ".."):
+    # The file's name as pathlib gives it (without importing pathlib): "." and empty parts dropped.
+    name = next((part for part in reversed(path.split("/")) if part not in ("", ".")), "")
+    if path.endswith("/") or name in (":memory:", "", ".", ".."):
         raise InvalidURL("a SQLite store is a file: name it (an in-memory database keeps nothing)", store=url)
     return path
 

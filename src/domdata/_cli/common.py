@@ -1,0 +1,240 @@
+"""What both paths of the command line share, without click: the click
+commands (``domdata.cli``) and the fast path of the single-item commands
+(``domdata._cli.fast``) give the same statuses, write output by the same
+rules and read DOM, stdin and option values the same way."""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+from types import FrameType
+from typing import BinaryIO
+
+from .. import _errors as errors
+from .._context import Context
+from .._types import MAX_DOMID, Item, canonical_uuid, uuid_shaped
+
+#: Exit status per error class, most specific first.
+EXIT_STATUS: dict[type[errors.Error], int] = {
+    errors.InvalidDomain: 2,
+    errors.DomainNotFound: 3,
+    errors.InvalidUserid: 4,
+    errors.DataTooLarge: 5,
+    errors.LockTimeout: 6,
+    errors.StoreUnavailable: 7,
+    errors.CorruptItem: 8,
+    errors.DomainExists: 9,
+    errors.SourceUnavailable: 10,
+    errors.NotManaged: 11,
+    errors.ReapRefused: 12,
+    errors.InvalidData: 13,
+    errors.SourceMismatch: 15,
+    errors.NotClustered: 16,
+    errors.ChangesLost: 17,
+}
+#: The output of a command could not be written whole.
+OUTPUT_FAILED = 14
+#: ``lock``: COMMAND exists but cannot be run; COMMAND is not found (as in a shell).
+CANNOT_RUN, NOT_FOUND = 126, 127
+#: Ctrl-C (SIGINT), and a reader of stdout that went away (128 + SIGPIPE).
+INTERRUPTED, BROKEN_PIPE = 130, 141
+#: The largest --max-item-size: what SQLite (SQLITE_MAX_LENGTH) and PostgreSQL (bytea) hold.
+MAX_ITEM_SIZE_CAP = 1_000_000_000
+
+
+def exit_status(exc: errors.Error) -> int:
+    """The status a domdata error ends the command with. A malformed store URL
+    is a usage error (2), as a malformed domid is."""
+    if isinstance(exc, errors.InvalidURL):
+        return 2
+    return next((code for cls, code in EXIT_STATUS.items() if isinstance(exc, cls)), 1)
+
+
+class BadValue(ValueError):
+    """A command-line value is malformed: a usage error (click's BadParameter)."""
+
+
+def shown(value: str) -> str:
+    """*value* quoted on one line, control characters escaped."""
+    return ascii(value) if not value.isprintable() else repr(value)
+
+
+def is_domid(dom: str) -> bool:
+    """A domid is ASCII digits, never other digits that str.isdigit accepts (superscripts...)."""
+    return dom.isascii() and dom.isdigit()
+
+
+def parse_dom(value: str) -> str:
+    """DOM as given: a domid (normalised), a canonical uuid or a name; BadValue for
+    an empty DOM, one with a control character, a domid outside 0..2^32-1, digits
+    other than 0-9 and a malformed uuid."""
+    if not value or not value.isprintable():
+        raise BadValue(f"{shown(value)} is not a domid, a uuid or a domain name")
+    if value.isdigit() and not value.isascii():
+        raise BadValue(f"{shown(value)}: a domid is written with the digits 0-9")
+    if is_domid(value):
+        if int(value) > MAX_DOMID:
+            raise BadValue(f"domid {value} is outside 0..{MAX_DOMID}")
+        return str(int(value))
+    if uuid_shaped(value):
+        try:
+            return canonical_uuid(value)
+        except errors.InvalidDomain as exc:
+            raise BadValue(exc.what) from None
+    return value
+
+
+def domid_of(ctx: Context, dom: str) -> int:
+    """DOM (as ``parse_dom`` gives it) as a domid: itself if it is one (the call
+    checks it lives), else looked up."""
+    return int(dom) if is_domid(dom) else ctx.find(dom).domid
+
+
+def check_no_nul(value: str) -> str:
+    if "\0" in value:
+        raise BadValue(f"{shown(value)} contains a NUL character")
+    return value
+
+
+def check_host(value: str) -> str:
+    if not value or not value.isprintable():
+        raise BadValue(f"{shown(value)} is not a host name")
+    return value
+
+
+def check_lock_timeout(value: float) -> float:
+    # A float range would let nan through (every comparison with it is false).
+    if not (math.isfinite(value) and 0 <= value <= threading.TIMEOUT_MAX):
+        raise BadValue(f"{value} is not a number of seconds in 0..{threading.TIMEOUT_MAX:.0f}")
+    return value
+
+
+def store_input(ctx: Context, domid: int, userid: str, stream: BinaryIO) -> None:
+    """Store what *stream* holds as the item (empty input deletes it), reading
+    one byte more than the limit at most: a huge input is never read whole."""
+    data = stream.read(ctx.max_item_size + 1)
+    try:
+        ctx.store(domid, userid, data)
+    except errors.DataTooLarge as exc:
+        # Reading stopped one byte past the limit: the input's size is unknown.
+        raise errors.DataTooLarge.over(
+            ctx.max_item_size, store=exc.store, domain=exc.domain, userid=exc.userid
+        ) from None
+
+
+def unlinked(dom: str, userid: str, removed: bool) -> str:
+    """What ``unlink`` says."""
+    return f"removed {userid} of {dom}" if removed else f"{dom} has no {userid}: nothing to remove"
+
+
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], *, right: Sequence[str] = ()
+) -> list[str]:
+    """Rows under column headers, aligned (the columns named in *right* to the
+    right); a value the library leaves out (None) prints as ``-``."""
+    lines = [list(headers), *(["-" if cell is None else str(cell) for cell in row] for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
+    return [
+        "  ".join(
+            cell.rjust(width) if header in right else cell.ljust(width)
+            for header, cell, width in zip(headers, line, widths, strict=True)
+        ).rstrip()
+        for line in lines
+    ]
+
+
+def items_table(items: Iterable[Item], *, all_hosts: bool) -> list[str]:
+    """``list``'s human table of Items."""
+    if all_hosts:
+        return table(
+            ("HOST", "DOMID", "UUID", "SIZE", "USERID"),
+            ((i.host, i.domid, i.uuid, i.size, i.userid) for i in items),
+            right=("DOMID", "SIZE"),
+        )
+    return table(
+        ("DOMID", "UUID", "SIZE", "USERID"),
+        ((i.domid, i.uuid, i.size, i.userid) for i in items),
+        right=("DOMID", "SIZE"),
+    )
+
+
+def error_line(text: str) -> None:
+    """One line on stderr (none if stderr is closed)."""
+    if sys.stderr is not None:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def write_lines(lines: Iterable[str]) -> None:
+    """Text lines to stdout, by ``write_output``'s rules."""
+    text = "".join(line + "\n" for line in lines)
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    write_output("-", text.encode(encoding, "backslashreplace"))
+
+
+def write_output(output: str, data: bytes) -> None:
+    """Write *data* whole to stdout or the file *output*, or fail with OUTPUT_FAILED:
+    a short write is never a success. A reader that went away ends quietly."""
+    where = "stdout" if output == "-" else output
+    try:
+        if output == "-":
+            if sys.stdout is None:
+                raise OSError(errno.EBADF, "stdout is closed")
+            _write_all(sys.stdout.buffer, data)
+            return
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb", buffering=0) as file:
+            _write_all(file, data)
+    except BrokenPipeError:
+        quiet_exit(BROKEN_PIPE)
+    except OSError as exc:
+        error_line(f"domdata: cannot write {shown(where)}: {exc.strerror or exc}")
+        raise SystemExit(OUTPUT_FAILED) from None
+
+
+def _write_all(stream: BinaryIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if not written:
+            raise OSError(errno.ENOSPC, "short write: no space left")
+        view = view[written:]
+    stream.flush()
+
+
+class Interrupted(BaseException):
+    """Ctrl-C: raised by the SIGINT handler, past click (which would print two lines)."""
+
+
+def interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted
+
+
+def quiet_exit(status: int) -> None:
+    """Exit with *status*, and let no flush at exit write to a pipe that is gone."""
+    try:
+        stdout = sys.stdout.fileno() if sys.stdout is not None else 1
+    except (OSError, ValueError):  # not a file (click's test runner)
+        raise SystemExit(status) from None
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stdout)
+    os.close(devnull)
+    raise SystemExit(status)
+
+
+def plug_closed_descriptors() -> None:
+    """A closed stdin, stdout or stderr gets /dev/null, so that no file domdata
+    opens (a database) takes descriptor 1 or 2 and receives output. Python has
+    already set sys.stdout (or stdin, stderr) to None: retrieve sees that."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
