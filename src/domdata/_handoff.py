@@ -19,8 +19,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._types import MAX_DOMID, Incarnation
 
@@ -32,8 +31,7 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _MAX_FD = 2**31 - 1
 
 
-@dataclass(frozen=True, slots=True)
-class Grant:
+class Grant(NamedTuple):
     """Which inherited descriptor holds which incarnation's lock, for which host."""
 
     fd: int
@@ -79,8 +77,7 @@ def inherited() -> Grant | None:
     return None if not text else Grant.parse(text)
 
 
-@dataclass(frozen=True, slots=True)
-class HandOff:
+class HandOff(NamedTuple):
     """What ``ctx.handoff(domid)`` yields: the incarnation whose lock is held,
     and how to start a child process that uses it::
 
