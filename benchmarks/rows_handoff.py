@@ -77,6 +77,7 @@ def rows() -> list[Row]:
     with tempfile.TemporaryDirectory(dir=os.environ.get("DOMDATA_BENCH_DIR")) as tmp:
         workdir = Path(tmp)
         found = _rows("sqlite", f"sqlite://{workdir / 'handoff.db'}")
+        (workdir / "xen").mkdir()
         found += _rows("libxl", f"libxl://{workdir / 'xen'}")
         binaries = bindir()
         if unavailable() is None and binaries is not None:

@@ -81,6 +81,7 @@ def _store_and_retrieve(workdir: Path, size: int) -> list[Row]:
     raw_dir.mkdir()
     directory = os.open(raw_dir, os.O_RDONLY | os.O_DIRECTORY)
     raw_name = f"1.{uuid.uuid4()}.xl"
+    (workdir / f"dd{size}").mkdir()
     try:
         with domdata.open(f"libxl://{workdir / f'dd{size}'}") as ctx:
             dom = ctx.managed.create()
