@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,6 @@ from tests.libxl.test_lock import libxl_lock, libxl_unlock
 from tests.test_changes import PATIENCE, _listed, _received
 
 fork = multiprocessing.get_context("fork")
-
-
-@pytest.fixture
-def xen(tmp_path: Path) -> Path:
-    made = tmp_path / "xen"
-    made.mkdir()
-    return made
-
-
-@pytest.fixture
-def ctx(xen: Path) -> Iterator[domdata.Context]:
-    with domdata.open(f"libxl://{xen}") as context:
-        yield context
 
 
 def libxl_store(xen: Path, dom: Domain, userid: str, data: bytes) -> None:

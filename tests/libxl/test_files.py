@@ -23,19 +23,6 @@ from tests.libxl.test_lock import libxl_lock, libxl_unlock
 
 
 @pytest.fixture
-def xen(tmp_path: Path) -> Path:
-    made = tmp_path / "xen"
-    made.mkdir()
-    return made
-
-
-@pytest.fixture
-def ctx(xen: Path) -> Iterator[domdata.Context]:
-    with domdata.open(f"libxl://{xen}") as context:
-        yield context
-
-
-@pytest.fixture
 def dom(ctx: domdata.Context) -> Domain:
     return ctx.managed.create("web1")
 

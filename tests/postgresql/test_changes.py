@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ fork = multiprocessing.get_context("fork")
 @pytest.fixture
 def url(tmp_path: Path, kits: None) -> str:
     return KIT.url(tmp_path)
-
-
-@pytest.fixture
-def server(kits: None) -> Iterator[Server]:
-    own = Server(KIT.binaries())
-    try:
-        yield own
-    finally:
-        own.remove()
 
 
 def _follow(url: str, host: str, since: int, count: int, out: Any, domid: int | None = None) -> None:

@@ -7,26 +7,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 import domdata
 from domdata import StoreUnavailable
-from tests.kits.store_postgresql import KIT, Server
+from tests.kits.store_postgresql import Server
 
 #: Seconds a call may take against a stopped server before it counts as a hang
 #: (the URL's connect_timeout is 2 s; pool wait, then one diagnostic connect).
 HANG = 30.0
-
-
-@pytest.fixture
-def server(kits: None) -> Iterator[Server]:
-    own = Server(KIT.binaries())
-    try:
-        yield own
-    finally:
-        own.remove()
 
 
 def _bounded(call: Callable[[], object]) -> BaseException | None:
