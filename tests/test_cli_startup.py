@@ -81,6 +81,15 @@ NOT_NEEDED_FAST = [
     "domdata._boot",
     "domdata._report",
     "domdata.watch",
+    # What the stdlib costs most to import (issue 12): type hints, regular
+    # expressions, enums, and the signal and threading modules.
+    "typing",
+    "re",
+    "enum",
+    "signal",
+    "threading",
+    "weakref",
+    "domdata._xen_view",
 ]
 
 PROBE_FAST = """

@@ -45,11 +45,11 @@ if TYPE_CHECKING:
         Domain,
         Incarnation,
         Item,
-        XenView,
         canonical_uuid,
         parse_dom,
     )
     from ._userid import check_userid
+    from ._xen_view import XenView
 
     __version__: str
 
@@ -85,11 +85,11 @@ _HOMES = {
         "Domain",
         "Incarnation",
         "Item",
-        "XenView",
         "canonical_uuid",
         "parse_dom",
     ),
     "._userid": ("check_userid",),
+    "._xen_view": ("XenView",),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
 

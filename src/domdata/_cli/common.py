@@ -9,14 +9,20 @@ import errno
 import math
 import os
 import sys
-import threading
-from collections.abc import Iterable, Sequence
-from types import FrameType
-from typing import BinaryIO
+from _thread import TIMEOUT_MAX
 
 from .. import _errors as errors
-from .._context import Context
-from .._types import MAX_DOMID, Item, canonical_uuid, uuid_shaped
+from .._types import MAX_DOMID, canonical_uuid, uuid_shaped
+
+# Not typing's: a single-item command imports no typing (issue 12).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from types import FrameType
+    from typing import BinaryIO
+
+    from .._context import Context
+    from .._types import Item
 
 #: Exit status per error class, most specific first.
 EXIT_STATUS: dict[type[errors.Error], int] = {
@@ -108,8 +114,8 @@ def check_host(value: str) -> str:
 
 def check_lock_timeout(value: float) -> float:
     # A float range would let nan through (every comparison with it is false).
-    if not (math.isfinite(value) and 0 <= value <= threading.TIMEOUT_MAX):
-        raise BadValue(f"{value} is not a number of seconds in 0..{threading.TIMEOUT_MAX:.0f}")
+    if not (math.isfinite(value) and 0 <= value <= TIMEOUT_MAX):
+        raise BadValue(f"{value} is not a number of seconds in 0..{TIMEOUT_MAX:.0f}")
     return value
 
 

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import codecs
 import os
-import signal
 import sys
-from collections.abc import Mapping, Sequence
-from typing import BinaryIO
 
 from .. import _errors as errors
-from .._context import DEFAULT_LOCK_TIMEOUT, Context
+from .._context import DEFAULT_LOCK_TIMEOUT
 from .._context import open as open_context
 from .._types import DEFAULT_MAX_ITEM_SIZE
 from .common import (
@@ -29,14 +26,12 @@ from .common import (
     INTERRUPTED,
     MAX_ITEM_SIZE_CAP,
     BadValue,
-    Interrupted,
     check_host,
     check_lock_timeout,
     check_no_nul,
     domid_of,
     error_line,
     exit_status,
-    interrupt,
     items_table,
     parse_dom,
     plug_closed_descriptors,
@@ -46,6 +41,14 @@ from .common import (
     write_lines,
     write_output,
 )
+
+# Not typing's: a single-item command imports no typing (issue 12).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import BinaryIO
+
+    from .._context import Context
 
 #: The global options taken here, each with its variable (click reads an empty one as unset).
 _VALUED = {
@@ -189,7 +192,6 @@ def run(call: _Call, stream: BinaryIO | None) -> None:
 def main() -> None:
     """``domdata`` and ``python -m domdata``."""
     plug_closed_descriptors()
-    signal.signal(signal.SIGINT, interrupt)
     try:
         call = parse(sys.argv[1:], os.environ)
         stream = None
@@ -205,6 +207,6 @@ def main() -> None:
         run(call, stream)
     except BrokenPipeError:
         quiet_exit(BROKEN_PIPE)
-    except Interrupted:
+    except KeyboardInterrupt:  # Python's own SIGINT handler: no signal module to import
         error_line("domdata: interrupted")
         raise SystemExit(INTERRUPTED) from None

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-
 from .._errors import InvalidURL, StoreUnavailable
 from ._url import split
 from .base import (
     ClusterStore,
     DomainTable,
-    HeldLock,
     OneStepTable,
     SharedDirectory,
     Store,
@@ -19,7 +16,6 @@ from .base import (
 __all__ = [
     "ClusterStore",
     "DomainTable",
-    "HeldLock",
     "OneStepTable",
     "SharedDirectory",
     "Store",
@@ -28,12 +24,26 @@ __all__ = [
     "open_store",
 ]
 
-_BACKENDS = {
-    "sqlite": "domdata.stores.sqlite:SQLiteStore",
-    "libxl": "domdata.stores.libxl:LibxlStore",
-    "postgresql": "domdata.stores.postgresql:PostgreSQLStore",
-    "postgres": "domdata.stores.postgresql:PostgreSQLStore",
-}
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_SCHEMES = ("libxl", "postgres", "postgresql", "sqlite")
+
+
+def _backend(scheme: str) -> Callable[[str, StoreOptions], Store]:
+    """The store class of a known *scheme*, its module imported now: each only when used."""
+    if scheme == "sqlite":
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore
+    if scheme == "libxl":
+        from .libxl import LibxlStore
+
+        return LibxlStore
+    from .postgresql import PostgreSQLStore
+
+    return PostgreSQLStore
 
 
 def default_url() -> str:
@@ -56,17 +66,13 @@ def default_url() -> str:
 def open_store(url: str, options: StoreOptions) -> Store:
     """Open the store that *url* names (``sqlite:///path``, ``libxl:///dir``, ``postgresql://...``)."""
     scheme = split(url)[0]
-    target = _BACKENDS.get(scheme)
-    if target is None:
-        known = ", ".join(sorted(_BACKENDS))
-        raise InvalidURL(f"unknown store scheme {scheme!r} (known: {known})", store=url)
-    module_name, _, class_name = target.partition(":")
+    if scheme not in _SCHEMES:
+        raise InvalidURL(f"unknown store scheme {scheme!r} (known: {', '.join(_SCHEMES)})", store=url)
     try:
-        module = importlib.import_module(module_name)
+        backend = _backend(scheme)
     except ImportError as exc:
         extra = "postgresql" if scheme.startswith("postgres") else scheme
         raise StoreUnavailable(
             f"this store needs an optional extra: pip install 'domdata[{extra}]' ({exc})", store=url
         ) from exc
-    store: Store = getattr(module, class_name)(url, options)
-    return store
+    return backend(url, options)

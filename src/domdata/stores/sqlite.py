@@ -13,21 +13,27 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from .._changes import Change, ChangeFeed, Listing, Removal
+from .._changes import Change, ChangeFeed, Listing
 from .._errors import DomainExists, InvalidURL, LockTimeout, StoreUnavailable
 from .._types import Domain, Incarnation, Item
-from ._handoff import AdoptedLock, HandedLock, HandsOff
+from ._handoff import HandsOff
 from ._ofdlock import RangeLocks
 from ._url import local_path
-from .base import NO_DOMAIN, HeldLock, Holdings, NoDomain, OneStepTable, StoreDescription, StoreOptions
+from .base import NO_DOMAIN, Holdings, OneStepTable, StoreDescription, StoreOptions
 from .sqlite_changes import SCHEMA_CHANGES, SQLiteFeed
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .._boot import Boot
+    from typing import NoReturn, TypeVar
 
-T = TypeVar("T")
+    from .._boot import Boot
+    from .._changes import Removal
+    from ._handoff import AdoptedLock, HandedLock
+    from .base import HeldLock, NoDomain
+
+    T = TypeVar("T")
+
 
 # Each entry is one migration; its version (``PRAGMA user_version``) is its
 # position + 1. Never edit an entry once released: append a new one.

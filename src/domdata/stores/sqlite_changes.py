@@ -34,13 +34,16 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
 
-from .._changes import OPS, Change, Listing, Removal, Retention, changes_lost
+from .._changes import OPS, Change, Listing, Retention, changes_lost
 from .._errors import StoreUnavailable
 from .._types import Item
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from .._changes import Removal
     from .sqlite import Database
 
 _NOW = "(julianday('now') - 2440587.5) * 86400.0"
