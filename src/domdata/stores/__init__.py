@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from .._errors import InvalidURL, StoreUnavailable
 from ._url import split
 from .base import (
@@ -47,20 +50,41 @@ def _backend(scheme: str) -> Callable[[str, StoreOptions], Store]:
 
 
 def default_url() -> str:
-    """``sqlite:///<user state dir>/domdata.db`` (platformdirs), the directory
-    created if need be: the one directory domdata ever creates."""
-    from pathlib import Path
-    from urllib.parse import quote
-
-    from platformdirs import user_state_path
-
-    state = Path(user_state_path("domdata"))
+    """``sqlite:///<user state dir>/domdata.db`` (platformdirs' user state
+    directory), the directory created if need be: the one directory domdata
+    ever creates."""
+    state = _state_dir()
     try:
-        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.makedirs(state, mode=0o700, exist_ok=True)
     except (OSError, ValueError) as exc:
         raise StoreUnavailable(f"cannot create the state directory {state}: {exc}") from exc
-    # Escaped: a '#', '?' or '%' in XDG_STATE_HOME is part of the path.
-    return f"sqlite://{quote(str(state / 'domdata.db'))}"
+    path = os.path.join(state, "domdata.db")
+    if not _URL_SAFE.issuperset(path):
+        from urllib.parse import quote
+
+        # Escaped: a '#', '?' or '%' in XDG_STATE_HOME is part of the path.
+        path = quote(path)
+    return f"sqlite://{path}"
+
+
+#: What a path keeps as it is in a URL (``urllib.parse.quote``'s safe characters).
+_URL_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/")
+
+
+def _state_dir() -> str:
+    """``platformdirs.user_state_path("domdata")``. Importing platformdirs (and
+    the pathlib and tempfile it imports) costs as much as a whole single-item
+    command, so the usual Linux cases are answered here as it answers them
+    (tests/test_default_store.py checks each against it): an absolute
+    ``XDG_STATE_HOME``, or none and an absolute ``HOME``, each already in
+    normal form. Any other case asks platformdirs."""
+    xdg, home = os.environ.get("XDG_STATE_HOME", ""), os.environ.get("HOME", "")
+    base = xdg or (os.path.join(home, ".local/state") if home.startswith("/") else "")
+    if sys.platform == "linux" and base.startswith("/") and os.path.normpath(base) == base:
+        return os.path.join(base, "domdata")
+    from platformdirs import user_state_path
+
+    return str(user_state_path("domdata"))
 
 
 def open_store(url: str, options: StoreOptions) -> Store:
