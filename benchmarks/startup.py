@@ -78,7 +78,7 @@ def main() -> None:
         subprocess.run(
             [cli, "domain", "create", "bench"], env=default_env, check=True, stdout=subprocess.DEVNULL
         )
-        commands = {
+        commands: dict[str, tuple[list[object], dict[str, str]]] = {
             "domdata retrieve DOM USERID": ([cli, "retrieve", "bench", "xl"], env),
             "domdata store DOM USERID FILE": ([cli, "store", "bench", "xl", str(item)], env),
             "domdata unlink DOM USERID": ([cli, "unlink", "bench", "other"], env),
@@ -87,7 +87,7 @@ def main() -> None:
         }
         floor_db = str(Path(tmp, "floor.db"))
         python = sys.executable
-        floors = {
+        floors: dict[str, tuple[list[object], dict[str, str]]] = {
             "floor: python, sqlite3 durable upsert": ([python, "-c", FLOOR_STORE, floor_db, item], env),
             "floor: python, sqlite3 select": ([python, "-c", FLOOR_RETRIEVE, floor_db], env),
         }
