@@ -90,6 +90,7 @@ NOT_NEEDED_FAST = [
     "threading",
     "weakref",
     "domdata._xen_view",
+    "domdata._handoff",
 ]
 
 PROBE_FAST = """

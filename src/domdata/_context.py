@@ -13,7 +13,6 @@ import os
 from _thread import RLock
 from contextlib import contextmanager
 
-from . import _handoff
 from ._changes import Change, ChangeFeed, Listing, Retention
 from ._errors import (
     CorruptItem,
@@ -49,6 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from types import TracebackType
 
+    from . import _handoff
     from ._report import ReapReport, StoreInfo
     from .stores._handoff import AdoptedLock, HandedLock
     from .stores.base import HeldLock
@@ -242,6 +242,8 @@ class Context:
         destroys it, they raise DomainNotFound. Take it instead of ``lock()``
         (RuntimeError inside a ``lock()`` of the same domain).
         """
+        from . import _handoff  # only a process handing a lock off loads it
+
         domid = self._checked_domid(domid)
         store = self._store
         host = store.host if isinstance(store, ClusterStore) else None
@@ -645,9 +647,13 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     opened, source, bound = _open(store, domains, options)
     try:
         ctx = Context(opened, source, max_item_size=max_item_size, lock_timeout=lock_timeout)
-        grant = _handoff.inherited()
-        if grant is not None:
-            ctx._adopt(grant)
+        # _handoff.ENV: that module loads only in a process handed a lock.
+        if os.environ.get("DOMDATA_LOCKED"):
+            from ._handoff import inherited
+
+            grant = inherited()
+            if grant is not None:
+                ctx._adopt(grant)
         # Recorded only once everything else about opening has worked.
         ctx._governed = _govern(opened, source, bound, named=domains is not None)
     except BaseException:
