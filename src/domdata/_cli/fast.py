@@ -17,10 +17,8 @@ import codecs
 import os
 import sys
 
-from .. import _errors as errors
-from .._context import DEFAULT_LOCK_TIMEOUT
-from .._context import open as open_context
-from .._types import DEFAULT_MAX_ITEM_SIZE
+import domdata
+
 from .common import (
     BROKEN_PIPE,
     INTERRUPTED,
@@ -48,7 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import BinaryIO
 
-    from .._context import Context
+    from domdata import Context
 
 #: The global options taken here, each with its variable (click reads an empty one as unset).
 _VALUED = {
@@ -59,7 +57,7 @@ _VALUED = {
     "--max-item-size": "DOMDATA_MAX_ITEM_SIZE",
 }
 _FLAGS = {"--durable": True, "--not-durable": False}
-#: ``domdata lock``'s hand-off (``domdata.cli.LOCKED_ENV``): click's path adopts the lock held.
+#: ``domdata lock``'s hand-off (``domdata._handoff.ENV``): click's path adopts the lock held.
 LOCKED_ENV = "DOMDATA_LOCKED"
 #: How many arguments each command takes here: (fewest, most).
 _ARITY = {"retrieve": (2, 2), "store": (2, 3), "unlink": (2, 2), "list": (1, 1)}
@@ -82,13 +80,14 @@ class _Call:
         self.domains = None if raw["--domains"] is None else check_no_nul(raw["--domains"])
         self.host = None if raw["--host"] is None else check_host(raw["--host"])
         timeout, size = raw["--lock-timeout"], raw["--max-item-size"]
-        self.lock_timeout = check_lock_timeout(DEFAULT_LOCK_TIMEOUT if timeout is None else float(timeout))
-        self.max_item_size = DEFAULT_MAX_ITEM_SIZE if size is None else int(size)
+        default_timeout = domdata.DEFAULT_LOCK_TIMEOUT
+        self.lock_timeout = check_lock_timeout(default_timeout if timeout is None else float(timeout))
+        self.max_item_size = domdata.DEFAULT_MAX_ITEM_SIZE if size is None else int(size)
         if not 1 <= self.max_item_size <= MAX_ITEM_SIZE_CAP:
             raise BadValue(f"{self.max_item_size} is not in 1..{MAX_ITEM_SIZE_CAP}")
 
     def open(self) -> Context:
-        return open_context(
+        return domdata.open(
             self.store,
             self.domains,
             durable=self.durable,
@@ -177,7 +176,7 @@ def run(call: _Call, stream: BinaryIO | None) -> None:
                 write_lines([unlinked(dom, userid, removed)])
         else:
             write_lines(items_table(ctx.list(domid_of(ctx, dom)), all_hosts=False))
-    except errors.Error as exc:
+    except domdata.Error as exc:
         error_line(f"domdata: {exc}")
         status = exit_status(exc)
     finally:
