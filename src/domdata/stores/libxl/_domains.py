@@ -11,7 +11,7 @@ from ..._errors import DomainExists, StoreUnavailable
 from ..._types import Domain, Incarnation
 from ..base import DomainTable
 from ._directory import Directory
-from ._names import INDEX_PREFIX, READ, RECORD_SUFFIX, Entry, of_kind, parse, record_name
+from ._names import INDEX_PREFIX, READ, RECORD, RECORD_SUFFIX, Entry, of_kind, parse, record_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -115,10 +115,25 @@ class LibxlDomains(DomainTable):
         self._cache[domid] = (found[0], record_name(found[0].incarnation))
         return found[0]
 
-    def sweep(self, names: Iterable[str], dry_run: bool) -> list[str]:
-        """Index links whose record is gone, and half-made ones (under the directory lock)."""
+    def sweep(self, names: Sequence[str], dry_run: bool) -> list[str]:
+        """Index links whose record is gone, and half-made ones (under the directory lock).
+
+        A link is only read when the listing *names* holds no record for its
+        domid: a domid's link names its newest record (``add`` writes the link
+        first, and only for a domid with no record), so a link beside a record
+        of its domid is whole. A record removed after the listing leaves its
+        link to the next reap.
+        """
         directory = self._dir
-        indexes = [n for n in names if n.startswith(INDEX_PREFIX)]
+        recorded = {
+            n[11 : n.find(".", 11)] for n in names if n.startswith("userdata-m.") and n.endswith(RECORD)
+        }
+        start = len(INDEX_PREFIX)
+        indexes = [
+            n
+            for n in names
+            if n.startswith(INDEX_PREFIX) and (n.endswith(".new") or n[start:] not in recorded)
+        ]
         if not indexes:
             return []
         removed = []
@@ -146,7 +161,7 @@ class LibxlDomains(DomainTable):
         return self._scan()
 
     def _scan(self) -> list[Domain]:
-        return self._read(parse(of_kind("m", self._dir.listdir())))
+        return self._read(parse(n for n in of_kind("m", self._dir.listdir()) if n.endswith(RECORD)))
 
     def _read(self, entries: Iterable[Entry]) -> list[Domain]:
         """The domains recorded among *entries*, by domid; records that vanish meanwhile are skipped."""
@@ -168,7 +183,8 @@ class LibxlDomains(DomainTable):
             finally:
                 os.close(fd)
             try:
-                name = json.loads(raw)["name"]
+                # A record is UTF-8, as written: decoding first spares loads() guessing.
+                name = json.loads(raw.decode())["name"]
             except (ValueError, TypeError, KeyError):
                 name = None
             domains.append(Domain(*entry.incarnation, name if isinstance(name, str) else None))

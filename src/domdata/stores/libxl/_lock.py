@@ -81,8 +81,21 @@ class LockFiles:
 
     def lock(self, incarnation: Incarnation, timeout: float) -> LockFile:
         """flock the incarnation's lock file, then check its path still names that inode."""
-        got: list[LockFile] = []
         candidate = self._kept.pop(incarnation, None)
+        if candidate is not None:
+            # The common case, without the waiting loop: the kept file, free, still at its path.
+            kept = candidate
+            try:
+                if _try_flock(kept.fd):
+                    if self._names_inode(kept):
+                        self._held[incarnation] = kept
+                        return kept
+                    os.close(kept.fd)  # its holder released it by unlinking
+                    candidate = None
+            except BaseException:
+                os.close(kept.fd)
+                raise
+        got: list[LockFile] = []
 
         def attempt() -> bool:
             nonlocal candidate

@@ -25,9 +25,9 @@ from ._names import (
     LOCK_USERID,
     READ,
     RECORD,
-    RECORD_SUFFIX,
     SOURCE_FILE,
     Entry,
+    incarnations_of,
     is_temp,
     item_name,
     key_of,
@@ -233,7 +233,7 @@ class LibxlStore(SharedDirectory, HandsOff, ChangeFeed):
         return removed
 
     def incarnations(self) -> set[Incarnation]:
-        return {e.incarnation for e in parse(of_kind("d", self._dir.listdir()))}
+        return incarnations_of("d", self._dir.listdir())
 
     def sweep(self, dry_run: bool) -> list[str]:
         """Temp files no writer holds, and lock files of incarnations with no other file.
@@ -241,31 +241,30 @@ class LibxlStore(SharedDirectory, HandsOff, ChangeFeed):
         Each incarnation is cleaned under its own lock, taken without waiting
         (every writer holds it while its temp exists); busy ones wait for the
         next reap. Lock files go the libxl way: unlinked while held, then closed.
+        The listing is sieved by name, and only the candidates are parsed.
         """
         names = self._dir.listdir()
-        groups: dict[str, list[str]] = {}
-        for name in names:
-            if name.startswith("userdata-"):
-                groups.setdefault(key_of(name), []).append(name)
+        # Incarnations with an item or a record keep their lock file.
+        kept = {
+            key_of(n)
+            for n in names
+            if n.startswith("userdata-d.") or (n.startswith("userdata-m.") and n.endswith(RECORD))
+        }
+        candidates: dict[Incarnation, list[Entry]] = {}
+        for entry in parse(
+            n for n in names if is_temp(n) or (n.startswith("userdata-l.") and key_of(n) not in kept)
+        ):
+            candidates.setdefault(entry.incarnation, []).append(entry)
         removed = self._domains.sweep(names, dry_run)
         if SOURCE_FILE + ".new" in names and (dry_run or self._dir.unlink(SOURCE_FILE + ".new")):
             removed.append(SOURCE_FILE + ".new")  # a binding's write that was killed
-        for group in groups.values():
-            if not any(map(is_temp, group)) and any(n[9:10] == "d" or n.endswith(RECORD) for n in group):
-                continue  # the common case, sieved without parsing
-            mine = parse(group)
-            if not mine:
-                continue
-            incarnation = mine[0].incarnation
-            temps = [e for e in mine if e.kind == "n" or (e.kind == "m" and e.rest != RECORD_SUFFIX)]
-            kept = any(e.kind == "d" or (e.kind == "m" and e.rest == RECORD_SUFFIX) for e in mine)
-            locks = [] if kept else [e for e in mine if e.kind == "l"]
-            if not temps and not locks:
-                continue
+        for incarnation, mine in candidates.items():
+            temps = [e for e in mine if e.kind != "l"]
+            locks = [e for e in mine if e.kind == "l"]
             if dry_run:
                 removed += [e.name for e in temps + locks]
             elif self._locks.held(incarnation) is None:
-                removed += self._clean(incarnation, temps, locks, kept)
+                removed += self._clean(incarnation, temps, locks, key_of(mine[0].name) in kept)
         return sorted(os.path.join(self.path, name) for name in removed)
 
     def _clean(
@@ -300,7 +299,9 @@ class LibxlStore(SharedDirectory, HandsOff, ChangeFeed):
         a domain started with ``xl create`` would look dead to it.
         """
         made_by_libxl, made_by_libvirt = set(), set()
-        for entry in parse(of_kind("d", self._dir.listdir())):
+        suffixes = (f".{LIBXL_JSON}", f".{LIBVIRT_XML}")
+        names = self._dir.listdir()
+        for entry in parse(n for n in names if n.endswith(suffixes) and n.startswith("userdata-d.")):
             if entry.rest == LIBXL_JSON:
                 made_by_libxl.add(entry.incarnation)
             elif entry.rest == LIBVIRT_XML:
