@@ -63,3 +63,14 @@ def test_reap_of_many_domains_collects_exactly_the_dead(xen: Path, ctx: domdata.
                 assert fresh.retrieve(dom.domid, "xl") == str(dom.domid).encode()
     left = {name.split(".")[1] for name in os.listdir(xen) if name.startswith(("userdata-", INDEX_PREFIX))}
     assert left == {str(dom.domid) for dom in domains if dom not in dead}
+
+
+def test_the_live_set_reap_reads_from_record_names_is_the_domains_themselves(
+    xen: Path, ctx: domdata.Context
+) -> None:
+    domains = [ctx.managed.create(f"web{n}") for n in range(5)]
+    os.unlink(xen / record_name(domains[2].incarnation))
+    (xen / f"userdata-d.{domains[3].domid}.{domains[3].uuid}.xl").write_bytes(b"an item is no record")
+    source = ctx.managed
+    assert source.incarnations() == {d.incarnation for d in source.domains()}
+    assert source.incarnations() == {d.incarnation for d in domains if d is not domains[2]}

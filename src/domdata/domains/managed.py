@@ -63,6 +63,9 @@ class ManagedDomains(DomainSource):
     def domains(self) -> Sequence[Domain]:
         return self._table.all()
 
+    def incarnations(self) -> set[Incarnation]:
+        return self._table.incarnations()
+
     def by_domid(self, domid: int) -> Domain | None:
         return self._table.get(domid)
 

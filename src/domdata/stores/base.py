@@ -195,6 +195,12 @@ class DomainTable(ABC):
     def all(self) -> Sequence[Domain]:
         """Every live domain, by domid."""
 
+    def incarnations(self) -> set[Incarnation]:
+        """Every live domain's incarnation (what ``reap`` keeps). Written from
+        ``all``; a table that can answer without reading each domain whole
+        (libxl's: from the names of its record files) answers itself."""
+        return {domain.incarnation for domain in self.all()}
+
 
 class NoDomain:
     """The type of NO_DOMAIN, its one value: what a one-step call returns when

@@ -11,7 +11,17 @@ from ..._errors import DomainExists, StoreUnavailable
 from ..._types import Domain, Incarnation
 from ..base import DomainTable
 from ._directory import Directory
-from ._names import INDEX_PREFIX, READ, RECORD, RECORD_SUFFIX, Entry, of_kind, parse, record_name
+from ._names import (
+    INDEX_PREFIX,
+    READ,
+    RECORD,
+    RECORD_SUFFIX,
+    Entry,
+    incarnations_of,
+    of_kind,
+    parse,
+    record_name,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -159,6 +169,10 @@ class LibxlDomains(DomainTable):
 
     def all(self) -> Sequence[Domain]:
         return self._scan()
+
+    def incarnations(self) -> set[Incarnation]:
+        # A record's name says its incarnation: reap reads no record.
+        return incarnations_of("m", (n for n in self._dir.listdir() if n.endswith(RECORD)))
 
     def _scan(self) -> list[Domain]:
         return self._read(parse(n for n in of_kind("m", self._dir.listdir()) if n.endswith(RECORD)))
