@@ -11,23 +11,29 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from .._changes import Change, ChangeFeed, Listing, Removal
+from .._changes import ChangeFeed
 from .._errors import DomainExists, InvalidURL, LockTimeout, StoreUnavailable
-from .._types import Domain, Incarnation, Item
-from ._handoff import AdoptedLock, HandedLock, HandsOff
+from .._types import Domain, Item
+from ._handoff import HandsOff
 from ._ofdlock import RangeLocks
 from ._url import local_path
-from .base import NO_DOMAIN, HeldLock, Holdings, NoDomain, OneStepTable, StoreDescription, StoreOptions
+from .base import NO_DOMAIN, Holdings, OneStepTable, StoreDescription
 from .sqlite_changes import SCHEMA_CHANGES, SQLiteFeed
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .._boot import Boot
+    from collections.abc import Callable, Collection, Iterator, Sequence
+    from typing import NoReturn, TypeVar
 
-T = TypeVar("T")
+    from .._boot import Boot
+    from .._changes import Change, Listing, Removal
+    from .._types import Incarnation
+    from ._handoff import AdoptedLock, HandedLock
+    from .base import HeldLock, NoDomain, StoreOptions
+
+    T = TypeVar("T")
 
 # Each entry is one migration; its version (``PRAGMA user_version``) is its
 # position + 1. Never edit an entry once released: append a new one.
