@@ -12,13 +12,14 @@ rowid, max + 1): SQLite has one writer at a time, so they grow in commit
 order; trimming never removes the newest change (``Retention.changes`` >= 1),
 so none is ever reused. Not AUTOINCREMENT: its ``sqlite_sequence`` row is one
 more page written per commit (3 WAL frames a write instead of 2), which the
-durable ``store`` benchmark sees.
+durable ``store`` benchmark sees (tests/sqlite/test_write_path.py counts them).
 
 Trimming: every 64th revision, the insert trigger deletes the changes that
 are both older than the retention age and beyond the retention count (a range
-at the start of the table), at most 256 of them: a write pays for it about
-four row deletes at most, even with a backlog (an idle store, a retention
-lowered), and the trim reads no change it does not delete.
+at the start of the table), at most 256 of them, so no write pays for a
+backlog (an idle store, a retention lowered): it is caught up with a batch at
+a time. The trim reads the changes it deletes and one more, never the ones
+kept by count.
 
 Following: a follower reads new rows on its own connection and, in between,
 sleeps on inotify for the database's directory (the ``-wal`` file is written at
