@@ -118,7 +118,7 @@ def test_the_trim_reads_only_what_it_deletes(tmp_path: Path) -> None:
     _fill(db, 10_000)
     _age(db, 2)
     newest = db.execute("SELECT max(rev) FROM changes").fetchone()[0]
-    _fill(db, 255 - newest % 256, first=10_000)  # the next change trims (256: a multiple of TRIM_EVERY)
+    _fill(db, TRIM_EVERY - 1 - newest % TRIM_EVERY, first=10_000)  # the next change trims
     trimming = _steps(db, _ITEM, ("trims",))
     plain = _steps(db, _ITEM, ("plain",))
     assert db.execute("SELECT count(*) FROM changes").fetchone()[0] >= 10_002
@@ -137,7 +137,7 @@ def test_a_trim_deletes_a_bounded_batch_and_catches_up(tmp_path: Path) -> None:
     retention = Retention(changes=1, seconds=60)
     with domdata.open(f"sqlite://{path}", changes_retention=retention, durable=False) as ctx:
         oldest = [_oldest(ctx)]
-        for n in range(TRIM_EVERY * 40):
+        for n in range(TRIM_EVERY * 8):
             ctx.store(1, "xl", str(n).encode())
             if n % (TRIM_EVERY // 4) == 0 and _oldest(ctx) != oldest[-1]:
                 oldest.append(_oldest(ctx))
