@@ -4,8 +4,12 @@ A shell loop over many domains pays one process per call, so a single-item
 command (``retrieve``, ``store``, ``unlink``, ``list DOM``) must cost at most
 2.5x an empty Python process started from the same interpreter (issue 12).
 Both are timed in the same run, interleaved round by round, on a fresh
-SQLite store with managed domains (the default a user gets), and the table
-gives min/median/max per process and the ratio of the medians.
+SQLite store with managed domains named by DOMDATA_STORE, and ``retrieve``
+once more on the default store a user without DOMDATA_STORE gets (under
+XDG_STATE_HOME); the table gives min/median/max per process and the ratio of
+the medians. Two rows without a target show the floor under ``store`` and
+``retrieve``: a Python process that imports sqlite3 and does only that
+(a durable upsert in WAL mode, or one select) on a database of its own.
 
     python benchmarks/startup.py             # 21 rounds
     python benchmarks/startup.py --rounds 51
@@ -27,6 +31,24 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _table import Row, print_table
 
 TARGET = 2.5
+
+#: The floor rows: sqlite3 alone, as a script given the database and the item.
+FLOOR_STORE = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA journal_mode=WAL")
+db.execute("PRAGMA synchronous=FULL")
+db.execute("CREATE TABLE IF NOT EXISTS item(userid TEXT PRIMARY KEY, data BLOB)")
+with open(sys.argv[2], "rb") as item:
+    db.execute("INSERT OR REPLACE INTO item VALUES ('xl', ?)", (item.read(),))
+db.close()
+"""
+FLOOR_RETRIEVE = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+sys.stdout.buffer.write(db.execute("SELECT data FROM item WHERE userid = 'xl'").fetchone()[0])
+db.close()
+"""
 
 
 def _elapsed(argv: Sequence[str], env: dict[str, str]) -> float:
@@ -51,22 +73,40 @@ def main() -> None:
         item = Path(tmp, "item")
         item.write_bytes(b"name = 'bench'\n")
         subprocess.run([cli, "domain", "create", "bench"], env=env, check=True, stdout=subprocess.DEVNULL)
-        commands = {
-            "domdata retrieve DOM USERID": [cli, "retrieve", "bench", "xl"],
-            "domdata store DOM USERID FILE": [cli, "store", "bench", "xl", str(item)],
-            "domdata unlink DOM USERID": [cli, "unlink", "bench", "other"],
-            "domdata list DOM": [cli, "list", "bench"],
+        default_env = {k: v for k, v in env.items() if k != "DOMDATA_STORE"}
+        default_env["XDG_STATE_HOME"] = str(Path(tmp, "state"))
+        subprocess.run(
+            [cli, "domain", "create", "bench"], env=default_env, check=True, stdout=subprocess.DEVNULL
+        )
+        commands: dict[str, tuple[list[object], dict[str, str]]] = {
+            "domdata retrieve DOM USERID": ([cli, "retrieve", "bench", "xl"], env),
+            "domdata store DOM USERID FILE": ([cli, "store", "bench", "xl", str(item)], env),
+            "domdata unlink DOM USERID": ([cli, "unlink", "bench", "other"], env),
+            "domdata list DOM": ([cli, "list", "bench"], env),
+            "domdata retrieve DOM USERID (default store)": ([cli, "retrieve", "bench", "xl"], default_env),
         }
+        floor_db = str(Path(tmp, "floor.db"))
+        python = sys.executable
+        floors: dict[str, tuple[list[object], dict[str, str]]] = {
+            "floor: python, sqlite3 durable upsert": ([python, "-c", FLOOR_STORE, floor_db, item], env),
+            "floor: python, sqlite3 select": ([python, "-c", FLOOR_RETRIEVE, floor_db], env),
+        }
+        commands.update(floors)
         baseline_argv = [sys.executable, "-c", "pass"]
         baseline: list[float] = []
         timings: dict[str, list[float]] = {name: [] for name in commands}
-        for argv in commands.values():
-            _elapsed([str(a) for a in argv], env)
+        for argv, argv_env in commands.values():
+            _elapsed([str(a) for a in argv], argv_env)
         for _ in range(rounds):
             baseline.append(_elapsed(baseline_argv, env))
-            for name, argv in commands.items():
-                timings[name].append(_elapsed([str(a) for a in argv], env))
-    print_table([Row(name, timings[name], "python -c pass", baseline, TARGET) for name in commands])
+            for name, (argv, argv_env) in commands.items():
+                timings[name].append(_elapsed([str(a) for a in argv], argv_env))
+    print_table(
+        [
+            Row(name, timings[name], "python -c pass", baseline, None if name in floors else TARGET)
+            for name in commands
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -250,6 +250,6 @@ def test_many_command_lines_agree(tmp_path: Path, template: Path, click_script: 
 
 
 def test_the_fast_path_knows_the_lock_hand_off_variable() -> None:
-    from domdata.cli import LOCKED_ENV
+    from domdata._handoff import ENV
 
-    assert fast.LOCKED_ENV == LOCKED_ENV
+    assert fast.LOCKED_ENV == ENV

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         InvalidURL,
         InvalidUserid,
         ItemsClash,
+        LeftBehind,
         LockTimeout,
         NotClustered,
         NotManaged,
@@ -45,11 +46,11 @@ if TYPE_CHECKING:
         Domain,
         Incarnation,
         Item,
-        XenView,
         canonical_uuid,
         parse_dom,
     )
     from ._userid import check_userid
+    from ._xen_view import XenView
 
     __version__: str
 
@@ -70,6 +71,7 @@ _HOMES = {
         "InvalidURL",
         "InvalidUserid",
         "ItemsClash",
+        "LeftBehind",
         "LockTimeout",
         "NotClustered",
         "NotManaged",
@@ -85,11 +87,11 @@ _HOMES = {
         "Domain",
         "Incarnation",
         "Item",
-        "XenView",
         "canonical_uuid",
         "parse_dom",
     ),
     "._userid": ("check_userid",),
+    "._xen_view": ("XenView",),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -98,9 +100,9 @@ def __getattr__(name: str) -> object:
     # PEP 562: the public names load on first use (``from domdata import X`` too).
     home = _HOME.get(name)
     if home is not None:
-        from importlib import import_module
-
-        value = getattr(import_module(home, __name__), name)
+        # The import statement's own machinery (importlib's import_module costs
+        # a single-item command more than the module it would load).
+        value = getattr(__import__(home[1:], globals(), None, [name], 1), name)
         globals()[name] = value
         return value
     # domdata.__version__, from the package metadata; importlib.metadata costs
@@ -136,6 +138,7 @@ __all__ = [
     "InvalidUserid",
     "Item",
     "ItemsClash",
+    "LeftBehind",
     "Listing",
     "LockTimeout",
     "NotClustered",

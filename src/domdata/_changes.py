@@ -5,24 +5,29 @@ Every write to an item gets a revision, an integer growing in commit order;
 ``Context.changes`` reads them and, with ``follow``, waits for new ones. A
 store offers the feed by being a ``ChangeFeed`` (a capability the context asks
 for by ``isinstance``).
-
-No ``from __future__ import annotations`` here: typing.NamedTuple compiles
-each field's annotation given as a string (see ``_types``).
 """
 
+from __future__ import annotations
+
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
-from typing import Literal, NamedTuple, Self
 
 from ._errors import ChangesLost
 from ._types import Incarnation, Item
 
-#: Created or replaced (``size`` is the new size), unlinked (or stored empty),
-#: removed by ``destroy``, by ``reap`` or the watch daemon, moved away by ``migrate``.
-ChangeOp = Literal["store", "delete", "destroy", "reap", "migrate"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import Literal, NamedTuple, Self
+
+    #: Created or replaced (``size`` is the new size), unlinked (or stored empty),
+    #: removed by ``destroy``, by ``reap`` or the watch daemon, moved away by ``migrate``.
+    ChangeOp = Literal["store", "delete", "destroy", "reap", "migrate"]
+    #: Why a store drops every item of incarnations: its ``drop`` records this op.
+    Removal = Literal["destroy", "reap"]
+else:
+    from ._named import NamedTuple
+
 OPS: tuple[ChangeOp, ...] = ("store", "delete", "destroy", "reap", "migrate")
-#: Why a store drops every item of incarnations: its ``drop`` records this op.
-Removal = Literal["destroy", "reap"]
 
 
 class Change(NamedTuple):

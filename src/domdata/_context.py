@@ -10,14 +10,9 @@ programs to protect from ``reap`` (see ``reaper.py``).
 from __future__ import annotations
 
 import os
-import threading
-import weakref
-from collections.abc import Callable, Iterator
+from _thread import RLock
 from contextlib import contextmanager
-from types import TracebackType
-from typing import TYPE_CHECKING, cast
 
-from . import _handoff
 from ._changes import Change, ChangeFeed, Listing, Retention
 from ._errors import (
     CorruptItem,
@@ -32,12 +27,11 @@ from ._errors import (
     SourceMismatch,
     StoreUnavailable,
 )
-from ._types import DEFAULT_MAX_ITEM_SIZE, Domain, Incarnation, XenView, check_domid
+from ._types import DEFAULT_MAX_ITEM_SIZE, Domain, Incarnation, check_domid
 from ._userid import check_userid
 from .domains import DomainSource, ManagedDomains, open_source, parse_source
 from .stores import (
     ClusterStore,
-    HeldLock,
     OneStepTable,
     SharedDirectory,
     Store,
@@ -45,24 +39,33 @@ from .stores import (
     default_url,
     open_store,
 )
-from .stores._handoff import AdoptedLock, HandedLock, HandsOff
-from .stores.base import NO_DOMAIN
+from .stores._handoff import HandsOff
+from .stores.base import NoDomain
 
+# Not typing's: a single-item command imports no typing (issue 12).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from types import TracebackType
+
+    from . import _handoff
     from ._report import ReapReport, StoreInfo
+    from .stores._handoff import AdoptedLock, HandedLock
+    from .stores.base import HeldLock
 
 #: How long a call waits for a domain's lock before LockTimeout.
 DEFAULT_LOCK_TIMEOUT = 60.0
 
-#: Every open context, so that a fork() can mark them as the parent's.
-_CONTEXTS: weakref.WeakSet[Context] = weakref.WeakSet()
+#: How many fork()s lie between this process and the one that imported
+#: domdata. A context opened at another count is a copy made by fork(): it
+#: shares its opener's locks and connections, and using it would break both
+#: processes' locking.
+_forks = 0
 
 
 def _forked() -> None:
-    # In the child: its copies of the parent's contexts share the parent's
-    # locks and connections; using one would break both processes' locking.
-    for ctx in list(_CONTEXTS):
-        ctx._forked_from = ctx._forked_from or ctx._pid
+    global _forks
+    _forks += 1
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -94,7 +97,7 @@ class Context:
         self._governed = governed
         self.max_item_size = max_item_size
         self.lock_timeout = lock_timeout
-        self._mutex = threading.RLock()
+        self._mutex = RLock()
         # Domains whose lock this context holds (``lock()``); None once destroyed.
         self._held: dict[int, Incarnation | None] = {}
         if source.dies_with_host:
@@ -103,9 +106,7 @@ class Context:
             # A reboot ended every incarnation before it: the store binds items to this boot.
             store.follow_boot(_boot.current(source.spec))
         self._pid = os.getpid()
-        #: The pid of the process that opened this context, once a fork() copied it.
-        self._forked_from: int | None = None
-        _CONTEXTS.add(self)
+        self._forks = _forks
         # Held domains whose lock is held through a handle other processes share
         # (handed off or inherited): each call re-checks the lock and the domain.
         self._handles: dict[int, AdoptedLock] = {}
@@ -241,6 +242,8 @@ class Context:
         destroys it, they raise DomainNotFound. Take it instead of ``lock()``
         (RuntimeError inside a ``lock()`` of the same domain).
         """
+        from . import _handoff  # only a process handing a lock off loads it
+
         domid = self._checked_domid(domid)
         store = self._store
         host = store.host if isinstance(store, ClusterStore) else None
@@ -256,8 +259,10 @@ class Context:
                 raise RuntimeError(f"domain {domid}: take ctx.handoff() instead of ctx.lock(), not inside it")
             if not isinstance(store, HandsOff):
                 raise NotImplementedError(f"{type(store).__name__} cannot hand its lock to another process")
+            from typing import cast  # a hand-off is rare: single calls import no typing
+
             incarnation, taken = self._acquire(domid, store.hand_off)
-            lock = cast(HandedLock, taken)
+            lock = cast("HandedLock", taken)
             if not lock.shared:
                 self._held[domid] = incarnation
             self._handles[domid] = lock
@@ -284,9 +289,9 @@ class Context:
     # -- the contract ------------------------------------------------------
 
     def _usable(self) -> None:
-        if self._forked_from is not None:
+        if self._forks != _forks:
             raise StoreUnavailable(
-                f"this context was opened by process {self._forked_from} and copied by fork():"
+                f"this context was opened by process {self._pid} and copied by fork():"
                 " open a new one in this process",
                 store=self._store.url,
             )
@@ -361,7 +366,7 @@ class Context:
                     done = self._one_step.put_item(domid, userid, payload, self.lock_timeout)
                 else:
                     done = self._one_step.delete_item(domid, userid, self.lock_timeout)
-                if done is NO_DOMAIN:
+                if isinstance(done, NoDomain):
                     raise self._no_domain(domid, userid)
                 return
             with self._locked(domid) as incarnation:
@@ -379,7 +384,7 @@ class Context:
         with self._mutex:
             if self._one_step is not None and domid not in self._held:
                 data = self._one_step.get_item(domid, userid, self.lock_timeout)
-                if data is NO_DOMAIN:
+                if isinstance(data, NoDomain):
                     raise self._no_domain(domid, userid)
                 return self._item(data, domid, userid)
             with self._locked(domid) as incarnation:
@@ -391,7 +396,7 @@ class Context:
         with self._mutex:
             if self._one_step is not None and domid not in self._held:
                 deleted = self._one_step.delete_item(domid, userid, self.lock_timeout)
-                if deleted is NO_DOMAIN:
+                if isinstance(deleted, NoDomain):
                     raise self._no_domain(domid, userid)
                 return deleted
             with self._locked(domid) as incarnation:
@@ -571,6 +576,8 @@ def _govern(store: Store, source: DomainSource, bound: str | None, *, named: boo
             )
         if bound is None and not named:
             return False
+        from ._xen_view import XenView  # libxl's directory: not on a single call's path
+
         if isinstance(store, SharedDirectory) and source.xen_view is XenView.NONE:
             try:
                 store.check_reap(XenView.NONE)
@@ -640,9 +647,13 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     opened, source, bound = _open(store, domains, options)
     try:
         ctx = Context(opened, source, max_item_size=max_item_size, lock_timeout=lock_timeout)
-        grant = _handoff.inherited()
-        if grant is not None:
-            ctx._adopt(grant)
+        # _handoff.ENV: that module loads only in a process handed a lock.
+        if os.environ.get("DOMDATA_LOCKED"):
+            from ._handoff import inherited
+
+            grant = inherited()
+            if grant is not None:
+                ctx._adopt(grant)
         # Recorded only once everything else about opening has worked.
         ctx._governed = _govern(opened, source, bound, named=domains is not None)
     except BaseException:

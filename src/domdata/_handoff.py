@@ -17,17 +17,22 @@ the child's calls then wait for the lock like any other caller's.
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping
-from typing import Any, NamedTuple
 
 from ._types import MAX_DOMID, Incarnation
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, NamedTuple
+else:
+    from ._named import NamedTuple
 
 #: The environment variable naming the inherited handle.
 ENV = "DOMDATA_LOCKED"
 #: A longer value is not a grant domdata wrote: ignored unparsed.
 MAX_LENGTH = 1024
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID_GROUPS = [8, 4, 4, 4, 12]
+_LOWER_HEX = frozenset("0123456789abcdef")
 _MAX_FD = 2**31 - 1
 
 
@@ -64,11 +69,17 @@ class Grant(NamedTuple):
             or not (0 <= fd <= _MAX_FD and 0 <= domid <= MAX_DOMID)
         ):
             return None
-        if not isinstance(uuid, str) or not _UUID.fullmatch(uuid):
+        if not isinstance(uuid, str) or not _canonical_uuid(uuid):
             return None
         if host is not None and not isinstance(host, str):
             return None
         return cls(fd, Incarnation(domid, uuid), host)
+
+
+def _canonical_uuid(text: str) -> bool:
+    """Whether *text* is a uuid as domdata writes one: 8-4-4-4-12 lower-case hex digits."""
+    groups = text.split("-")
+    return [len(group) for group in groups] == _UUID_GROUPS and _LOWER_HEX.issuperset(text.replace("-", ""))
 
 
 def inherited() -> Grant | None:

@@ -1,43 +1,31 @@
-"""Plain values: what a domain incarnation, a domain and an item are.
+"""Plain values: what a domain incarnation, a domain and an item are."""
 
-No ``from __future__ import annotations`` here: typing.NamedTuple compiles
-each field's annotation given as a string, which costs every command's
-start-up more than the rest of this module.
-"""
-
-import enum
-import re
-from typing import TYPE_CHECKING, NamedTuple
+from __future__ import annotations
 
 from ._errors import InvalidDomain
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import uuid as _uuid
+    from typing import NamedTuple
+else:
+    from ._named import NamedTuple
 
 MAX_DOMID = 2**32 - 1
 #: Default largest item a store accepts (DESIGN section 1).
 DEFAULT_MAX_ITEM_SIZE = 16 * 1024 * 1024
 
 
-# Five dash-separated alphanumeric groups, about a uuid's length: meant as a
-# uuid, so a bad one is an error, never a domain name (names may not look so).
-_UUID_SHAPED = re.compile(r"[0-9A-Za-z]+(?:-[0-9A-Za-z]+){4}")
-
-
 def uuid_shaped(text: str) -> bool:
-    """Whether *text* is written as a uuid is (five dash-separated groups, 30-40 characters)."""
-    return 30 <= len(text) <= 40 and _UUID_SHAPED.fullmatch(text) is not None
-
-
-class XenView(enum.Enum):
-    """How much of the local Xen hypervisor's domains a domain source sees."""
-
-    #: None of them (managed domains, KVM, a remote host...).
-    NONE = "none"
-    #: Those libvirt's libxl driver created, which carry a ``libvirt-xml`` item.
-    LIBVIRT = "libvirt"
-    #: Every one, whoever started it (``xl create`` included).
-    ALL = "all"
+    """Whether *text* is written as a uuid is: five dash-separated groups of
+    ASCII letters and digits, 30-40 characters. It is meant as a uuid, so a bad
+    one is an error, never a domain name (names may not look so)."""
+    groups = text.split("-")
+    return (
+        30 <= len(text) <= 40
+        and len(groups) == 5
+        and all(group.isascii() and group.isalnum() for group in groups)
+    )
 
 
 class Incarnation(NamedTuple):
@@ -73,7 +61,7 @@ class Item(NamedTuple):
     host: str | None = None
 
 
-def parse_dom(text: str) -> "int | _uuid.UUID | str":
+def parse_dom(text: str) -> int | _uuid.UUID | str:
     """DOM as people write it: ASCII digits are a domid, a uuid-shaped text is
     a uuid, anything else is a name. InvalidDomain for a domid outside
     0..2^32-1 or a malformed uuid."""

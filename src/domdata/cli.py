@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
 
 import click
 
-from . import _errors as errors
-from . import _handoff
+import domdata
+
+from . import DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_ITEM_SIZE, MAX_DOMID, Context, Domain, Item, ReapReport
+from . import open as open_context
 from ._cli.common import (
     BROKEN_PIPE,
     CANNOT_RUN,
@@ -60,18 +62,12 @@ from ._cli.common import (
 )
 from ._cli.common import EXIT_STATUS as EXIT_STATUS
 from ._cli.common import shown as _shown
-from ._context import DEFAULT_LOCK_TIMEOUT, Context
-from ._context import open as open_context
-from ._report import ReapReport
-from ._types import DEFAULT_MAX_ITEM_SIZE, MAX_DOMID, Domain, Item
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Set by ``domdata lock`` for COMMAND: which inherited descriptor holds the lock.
-LOCKED_ENV = _handoff.ENV
 #: The signals ``domdata lock`` passes on to COMMAND.
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -126,7 +122,7 @@ class _Shell(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except errors.Error as exc:
+        except domdata.Error as exc:
             click.echo(f"domdata: {exc}", err=True)
             ctx.exit(exit_status(exc))
 
@@ -536,7 +532,7 @@ def reap(settings: Settings, dry_run: bool, force: bool, earlier_boots: bool, as
         store = ctx.store_url
     _print_reap(report, as_json)
     if report.failed:
-        raise errors.LeftBehind(report.items, report.failed, store=store)
+        raise domdata.LeftBehind(report.items, report.failed, store=store)
 
 
 def _print_reap(report: ReapReport, as_json: bool) -> None:

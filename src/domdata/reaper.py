@@ -23,7 +23,11 @@ from ._errors import LeftBehind, LockTimeout, ReapRefused
 from ._report import ReapReport
 from ._types import Incarnation
 from .domains import DomainSource
-from .stores import HeldLock, SharedDirectory, Store
+from .stores import SharedDirectory, Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .stores.base import HeldLock
 
 #: Reap locks and drops dead incarnations this many at a time (bounded open files).
 BATCH = 256

@@ -9,32 +9,36 @@ import errno
 import math
 import os
 import sys
-import threading
-from collections.abc import Iterable, Sequence
-from types import FrameType
-from typing import BinaryIO
+from _thread import TIMEOUT_MAX
 
-from .. import _errors as errors
-from .._context import Context
-from .._types import MAX_DOMID, Item, canonical_uuid, uuid_shaped
+import domdata
+
+# Not typing's: a single-item command imports no typing (issue 12).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from types import FrameType
+    from typing import BinaryIO
+
+    from domdata import Context, Item
 
 #: Exit status per error class, most specific first.
-EXIT_STATUS: dict[type[errors.Error], int] = {
-    errors.InvalidDomain: 2,
-    errors.DomainNotFound: 3,
-    errors.InvalidUserid: 4,
-    errors.DataTooLarge: 5,
-    errors.LockTimeout: 6,
-    errors.StoreUnavailable: 7,
-    errors.CorruptItem: 8,
-    errors.DomainExists: 9,
-    errors.SourceUnavailable: 10,
-    errors.NotManaged: 11,
-    errors.ReapRefused: 12,
-    errors.InvalidData: 13,
-    errors.SourceMismatch: 15,
-    errors.NotClustered: 16,
-    errors.ChangesLost: 17,
+EXIT_STATUS: dict[type[domdata.Error], int] = {
+    domdata.InvalidDomain: 2,
+    domdata.DomainNotFound: 3,
+    domdata.InvalidUserid: 4,
+    domdata.DataTooLarge: 5,
+    domdata.LockTimeout: 6,
+    domdata.StoreUnavailable: 7,
+    domdata.CorruptItem: 8,
+    domdata.DomainExists: 9,
+    domdata.SourceUnavailable: 10,
+    domdata.NotManaged: 11,
+    domdata.ReapRefused: 12,
+    domdata.InvalidData: 13,
+    domdata.SourceMismatch: 15,
+    domdata.NotClustered: 16,
+    domdata.ChangesLost: 17,
 }
 #: The output of a command could not be written whole.
 OUTPUT_FAILED = 14
@@ -46,10 +50,10 @@ INTERRUPTED, BROKEN_PIPE = 130, 141
 MAX_ITEM_SIZE_CAP = 1_000_000_000
 
 
-def exit_status(exc: errors.Error) -> int:
+def exit_status(exc: domdata.Error) -> int:
     """The status a domdata error ends the command with. A malformed store URL
     is a usage error (2), as a malformed domid is."""
-    if isinstance(exc, errors.InvalidURL):
+    if isinstance(exc, domdata.InvalidURL):
         return 2
     return next((code for cls, code in EXIT_STATUS.items() if isinstance(exc, cls)), 1)
 
@@ -76,16 +80,10 @@ def parse_dom(value: str) -> str:
         raise BadValue(f"{shown(value)} is not a domid, a uuid or a domain name")
     if value.isdigit() and not value.isascii():
         raise BadValue(f"{shown(value)}: a domid is written with the digits 0-9")
-    if is_domid(value):
-        if int(value) > MAX_DOMID:
-            raise BadValue(f"domid {value} is outside 0..{MAX_DOMID}")
-        return str(int(value))
-    if uuid_shaped(value):
-        try:
-            return canonical_uuid(value)
-        except errors.InvalidDomain as exc:
-            raise BadValue(exc.what) from None
-    return value
+    try:
+        return str(domdata.parse_dom(value))
+    except domdata.InvalidDomain as exc:
+        raise BadValue(exc.what) from None
 
 
 def domid_of(ctx: Context, dom: str) -> int:
@@ -108,8 +106,8 @@ def check_host(value: str) -> str:
 
 def check_lock_timeout(value: float) -> float:
     # A float range would let nan through (every comparison with it is false).
-    if not (math.isfinite(value) and 0 <= value <= threading.TIMEOUT_MAX):
-        raise BadValue(f"{value} is not a number of seconds in 0..{threading.TIMEOUT_MAX:.0f}")
+    if not (math.isfinite(value) and 0 <= value <= TIMEOUT_MAX):
+        raise BadValue(f"{value} is not a number of seconds in 0..{TIMEOUT_MAX:.0f}")
     return value
 
 
@@ -119,9 +117,9 @@ def store_input(ctx: Context, domid: int, userid: str, stream: BinaryIO) -> None
     data = stream.read(ctx.max_item_size + 1)
     try:
         ctx.store(domid, userid, data)
-    except errors.DataTooLarge as exc:
+    except domdata.DataTooLarge as exc:
         # Reading stopped one byte past the limit: the input's size is unknown.
-        raise errors.DataTooLarge.over(
+        raise domdata.DataTooLarge.over(
             ctx.max_item_size, store=exc.store, domain=exc.domain, userid=exc.userid
         ) from None
 

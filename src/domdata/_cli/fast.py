@@ -15,28 +15,21 @@ from __future__ import annotations
 
 import codecs
 import os
-import signal
 import sys
-from collections.abc import Mapping, Sequence
-from typing import BinaryIO
 
-from .. import _errors as errors
-from .._context import DEFAULT_LOCK_TIMEOUT, Context
-from .._context import open as open_context
-from .._types import DEFAULT_MAX_ITEM_SIZE
+import domdata
+
 from .common import (
     BROKEN_PIPE,
     INTERRUPTED,
     MAX_ITEM_SIZE_CAP,
     BadValue,
-    Interrupted,
     check_host,
     check_lock_timeout,
     check_no_nul,
     domid_of,
     error_line,
     exit_status,
-    interrupt,
     items_table,
     parse_dom,
     plug_closed_descriptors,
@@ -47,6 +40,14 @@ from .common import (
     write_output,
 )
 
+# Not typing's: a single-item command imports no typing (issue 12).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import BinaryIO
+
+    from domdata import Context
+
 #: The global options taken here, each with its variable (click reads an empty one as unset).
 _VALUED = {
     "--store": "DOMDATA_STORE",
@@ -56,7 +57,7 @@ _VALUED = {
     "--max-item-size": "DOMDATA_MAX_ITEM_SIZE",
 }
 _FLAGS = {"--durable": True, "--not-durable": False}
-#: ``domdata lock``'s hand-off (``domdata.cli.LOCKED_ENV``): click's path adopts the lock held.
+#: ``domdata lock``'s hand-off (``domdata._handoff.ENV``): click's path adopts the lock held.
 LOCKED_ENV = "DOMDATA_LOCKED"
 #: How many arguments each command takes here: (fewest, most).
 _ARITY = {"retrieve": (2, 2), "store": (2, 3), "unlink": (2, 2), "list": (1, 1)}
@@ -79,13 +80,14 @@ class _Call:
         self.domains = None if raw["--domains"] is None else check_no_nul(raw["--domains"])
         self.host = None if raw["--host"] is None else check_host(raw["--host"])
         timeout, size = raw["--lock-timeout"], raw["--max-item-size"]
-        self.lock_timeout = check_lock_timeout(DEFAULT_LOCK_TIMEOUT if timeout is None else float(timeout))
-        self.max_item_size = DEFAULT_MAX_ITEM_SIZE if size is None else int(size)
+        default_timeout = domdata.DEFAULT_LOCK_TIMEOUT
+        self.lock_timeout = check_lock_timeout(default_timeout if timeout is None else float(timeout))
+        self.max_item_size = domdata.DEFAULT_MAX_ITEM_SIZE if size is None else int(size)
         if not 1 <= self.max_item_size <= MAX_ITEM_SIZE_CAP:
             raise BadValue(f"{self.max_item_size} is not in 1..{MAX_ITEM_SIZE_CAP}")
 
     def open(self) -> Context:
-        return open_context(
+        return domdata.open(
             self.store,
             self.domains,
             durable=self.durable,
@@ -174,7 +176,7 @@ def run(call: _Call, stream: BinaryIO | None) -> None:
                 write_lines([unlinked(dom, userid, removed)])
         else:
             write_lines(items_table(ctx.list(domid_of(ctx, dom)), all_hosts=False))
-    except errors.Error as exc:
+    except domdata.Error as exc:
         error_line(f"domdata: {exc}")
         status = exit_status(exc)
     finally:
@@ -189,7 +191,6 @@ def run(call: _Call, stream: BinaryIO | None) -> None:
 def main() -> None:
     """``domdata`` and ``python -m domdata``."""
     plug_closed_descriptors()
-    signal.signal(signal.SIGINT, interrupt)
     try:
         call = parse(sys.argv[1:], os.environ)
         stream = None
@@ -205,6 +206,6 @@ def main() -> None:
         run(call, stream)
     except BrokenPipeError:
         quiet_exit(BROKEN_PIPE)
-    except Interrupted:
+    except KeyboardInterrupt:  # Python's own SIGINT handler: no signal module to import
         error_line("domdata: interrupted")
         raise SystemExit(INTERRUPTED) from None

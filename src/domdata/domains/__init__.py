@@ -1,14 +1,18 @@
 """Domain sources, chosen by name; each is imported only when used."""
 
-# No ``from __future__ import annotations``: see ``domdata._types``.
-
-import importlib
-from typing import NamedTuple
+from __future__ import annotations
 
 from .._errors import SourceUnavailable
-from ..stores.base import Store
 from .base import DomainSource
 from .managed import ManagedDomains
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    from ..stores.base import Store
+else:
+    from .._named import NamedTuple
 
 __all__ = ["DomainSource", "ManagedDomains", "SourceSpec", "on_this_host", "open_source", "parse_source"]
 
@@ -61,10 +65,9 @@ def open_source(spec: str, store: Store | None) -> DomainSource:
 
         return XenDomains()
     try:
-        module = importlib.import_module("domdata.domains.libvirt")
+        from .libvirt import LibvirtDomains
     except ImportError as exc:
         raise SourceUnavailable(
             f"the libvirt source needs an optional extra: pip install 'domdata[libvirt]' ({exc})"
         ) from exc
-    source: DomainSource = module.LibvirtDomains(parsed.uri)
-    return source
+    return LibvirtDomains(parsed.uri)

@@ -6,7 +6,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from .._errors import DomainNotFound
-from .._types import Domain, Incarnation, XenView, parse_dom
+from .._types import Domain, Incarnation, parse_dom
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .._xen_view import XenView
 
 
 class DomainSource(ABC):
@@ -14,11 +18,17 @@ class DomainSource(ABC):
 
     #: How the source was named (``managed``, ``libvirt:qemu:///system``).
     spec: str
-    #: Which of the local Xen hypervisor's domains this source sees.
-    xen_view: XenView = XenView.NONE
     #: Its domains run on this host and end when it goes down: data written
     #: during an earlier boot belongs to an ended incarnation (DESIGN section 1).
     dies_with_host: bool = False
+
+    @property
+    def xen_view(self) -> XenView:
+        """Which of the local Xen hypervisor's domains this source sees: none,
+        unless the source says otherwise."""
+        from .._xen_view import XenView  # an enum: imported only where Xen matters
+
+        return XenView.NONE
 
     @abstractmethod
     def incarnation(self, domid: int) -> Incarnation | None:

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import libvirt
 
 from .._errors import SourceUnavailable
-from .._types import Domain, Incarnation, XenView
+from .._types import Domain, Incarnation
+from .._xen_view import XenView
 from . import on_this_host
 from .base import DomainSource
 
@@ -85,10 +86,15 @@ class LibvirtDomains(DomainSource):
         self._conn: Any = open_connection(uri)
         # libvirt's own spelling of the connection: how a store records its source.
         self.spec = f"libvirt:{self._canonical_uri()}"
-        self.xen_view = xen_view_of(uri)
+        self._xen_view = xen_view_of(uri)
         self.dies_with_host = on_this_host(uri)
         # The uuid each domid had when last seen: a hint, never an answer.
         self._uuids: dict[int, str] = {}
+
+    @property
+    def xen_view(self) -> XenView:
+        """The local Xen driver sees the domains it created (``xen_view_of``)."""
+        return self._xen_view
 
     def _call(self, call: Callable[[Any], T]) -> T:
         conn = self._conn

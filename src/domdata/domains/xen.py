@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._types import Domain, Incarnation, XenView
+from .._types import Domain, Incarnation
+from .._xen_view import XenView
 from ._xenlight import Libxl
 from .base import DomainSource
 

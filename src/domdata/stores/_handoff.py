@@ -13,32 +13,35 @@ spelling of the store's URL does not matter.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Protocol
 
-from .._types import Incarnation
-from .base import HeldLock, Store
+from .base import Store
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
 
-class AdoptedLock(Protocol):
-    """A domain lock held through a handle that child processes inherit."""
+    from .._types import Incarnation
+    from .base import HeldLock
 
-    #: The descriptor a child inherits (``pass_fds``).
-    fd: int
-    #: The store's own lock calls (its one-step calls included) find this lock
-    #: held and take it at once, re-checking the domain as usual; otherwise the
-    #: contract keeps the domain as held and re-checks it at each call.
-    shared: bool
+    class AdoptedLock(Protocol):
+        """A domain lock held through a handle that child processes inherit."""
 
-    def check(self) -> None:
-        """Raise StoreUnavailable if the lock is no longer held through the handle."""
+        #: The descriptor a child inherits (``pass_fds``).
+        fd: int
+        #: The store's own lock calls (its one-step calls included) find this lock
+        #: held and take it at once, re-checking the domain as usual; otherwise the
+        #: contract keeps the domain as held and re-checks it at each call.
+        shared: bool
 
+        def check(self) -> None:
+            """Raise StoreUnavailable if the lock is no longer held through the handle."""
 
-class HandedLock(AdoptedLock, HeldLock, Protocol):
-    """A domain lock on a handle of its own, for child processes to inherit.
+    class HandedLock(AdoptedLock, HeldLock, Protocol):
+        """A domain lock on a handle of its own, for child processes to inherit.
 
-    ``release`` and ``discard`` close this process's copy of the handle: the
-    lock stays held while a child still holds its copy.
-    """
+        ``release`` and ``discard`` close this process's copy of the handle: the
+        lock stays held while a child still holds its copy.
+        """
 
 
 class HandsOff(Store):

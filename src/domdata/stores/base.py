@@ -17,19 +17,21 @@ one module under ``domdata/stores/``, and name its URL scheme in
   with their debris to sweep and their domains to protect from ``reap``.
 """
 
-# No ``from __future__ import annotations``: typing.NamedTuple compiles each
-# field's annotation given as a string (see ``domdata._types``).
+from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence, Set
-from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
-from .._changes import Removal, Retention
-from .._types import Domain, Incarnation, Item, XenView
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence, Set
+    from typing import NamedTuple, Protocol
+
     from .._boot import Boot
+    from .._changes import Removal, Retention
+    from .._types import Domain, Incarnation, Item
+    from .._xen_view import XenView
+else:
+    from .._named import NamedTuple
 
 
 class StoreDescription(NamedTuple):
@@ -63,15 +65,17 @@ class StoreOptions(NamedTuple):
     retention: Retention | None = None
 
 
-class HeldLock(Protocol):
-    """A per-domain lock, held until ``release`` or ``discard``."""
+if TYPE_CHECKING:
 
-    def release(self) -> None:
-        """Let the next caller have the lock."""
+    class HeldLock(Protocol):
+        """A per-domain lock, held until ``release`` or ``discard``."""
 
-    def discard(self) -> None:
-        """Release a lock whose incarnation has ended: a store whose lock is
-        a file of that incarnation (libxl) removes the file."""
+        def release(self) -> None:
+            """Let the next caller have the lock."""
+
+        def discard(self) -> None:
+            """Release a lock whose incarnation has ended: a store whose lock is
+            a file of that incarnation (libxl) removes the file."""
 
 
 class Store(ABC):
@@ -117,7 +121,7 @@ class Store(ABC):
         """Every incarnation that has at least one item, as ``(domid, uuid)`` pairs."""
 
     @abstractmethod
-    def follow_boot(self, boot: "Boot") -> None:
+    def follow_boot(self, boot: Boot) -> None:
         """Bind what this store writes from now on to *boot*, and treat items
         written during an earlier boot as absent (``get``, ``delete``, and
         ``items`` of one incarnation). Called once, before any other call, for
@@ -135,7 +139,7 @@ class Store(ABC):
         went. The change feed records them as ``reap``."""
 
     @abstractmethod
-    def domain_table(self) -> "DomainTable":
+    def domain_table(self) -> DomainTable:
         """The managed domains' table, kept in this store."""
 
     @abstractmethod
@@ -192,13 +196,17 @@ class DomainTable(ABC):
         """Every live domain, by domid."""
 
 
-class _NoDomain(enum.Enum):
-    NO_DOMAIN = "no domain"
+class NoDomain:
+    """The type of NO_DOMAIN, its one value: what a one-step call returns when
+    the domid names no managed domain."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_DOMAIN"
 
 
-#: What a one-step call returns when the domid names no managed domain.
-NO_DOMAIN: Literal[_NoDomain.NO_DOMAIN] = _NoDomain.NO_DOMAIN
-NoDomain = Literal[_NoDomain.NO_DOMAIN]
+NO_DOMAIN = NoDomain()
 
 
 class OneStepTable(DomainTable):

@@ -32,7 +32,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
-from ..._changes import Change, ChangeOp, Listing, Retention
+from ..._changes import Change, Listing, Retention
 from ..._errors import ChangesLost
 from ..._inotify import (
     IN_CLOSE_WRITE,
@@ -45,6 +45,10 @@ from ..._inotify import (
 from ..._types import Item
 from ._directory import Directory
 from ._names import parse
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..._changes import ChangeOp
 
 _EPOCH = 2**32
 _STORED = IN_CLOSE_WRITE | IN_MOVED_TO

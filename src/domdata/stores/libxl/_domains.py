@@ -7,12 +7,15 @@ import os
 import stat
 from collections.abc import Callable, Collection, Iterable, Sequence
 
-from ..._changes import Removal
 from ..._errors import DomainExists, StoreUnavailable
 from ..._types import Domain, Incarnation
 from ..base import DomainTable
 from ._directory import Directory
 from ._names import INDEX_PREFIX, READ, RECORD_SUFFIX, Entry, of_kind, parse, record_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..._changes import Removal
 
 
 class LibxlDomains(DomainTable):

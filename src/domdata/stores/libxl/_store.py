@@ -8,12 +8,13 @@ import stat
 from collections.abc import Collection, Iterator, Sequence
 
 from ..._boot import Boot
-from ..._changes import Change, ChangeFeed, Listing, Removal
+from ..._changes import Change, ChangeFeed, Listing
 from ..._errors import CorruptItem, InvalidUserid, LeftBehind, LockTimeout, ReapRefused
-from ..._types import Incarnation, Item, XenView
+from ..._types import Incarnation, Item
 from ..._userid import is_userid
-from .._handoff import AdoptedLock, HandedLock, HandsOff
-from ..base import DomainTable, HeldLock, Holdings, SharedDirectory, StoreDescription, StoreOptions
+from ..._xen_view import XenView
+from .._handoff import HandsOff
+from ..base import DomainTable, Holdings, SharedDirectory, StoreDescription, StoreOptions
 from ._changes import LibxlFeed
 from ._directory import Directory
 from ._domains import LibxlDomains
@@ -33,6 +34,12 @@ from ._names import (
     of_kind,
     parse,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..._changes import Removal
+    from .._handoff import AdoptedLock, HandedLock
+    from ..base import HeldLock
 
 
 class LibxlStore(SharedDirectory, HandsOff, ChangeFeed):

@@ -12,21 +12,26 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Collection, Iterator, Sequence
-from typing import LiteralString
+from typing import TYPE_CHECKING, LiteralString
 
 import psycopg
 
 from ..._boot import Boot
-from ..._changes import Change, ChangeFeed, Listing, Removal
+from ..._changes import Change, ChangeFeed, Listing
 from ..._errors import InvalidURL, StoreUnavailable
 from ..._types import Incarnation, Item
-from .._handoff import AdoptedLock, HandedLock, HandsOff
-from ..base import ClusterStore, HeldLock, Holdings, OneStepTable, StoreDescription, StoreOptions
+from .._handoff import HandsOff
+from ..base import ClusterStore, Holdings, OneStepTable, StoreDescription, StoreOptions
 from ._changes import PostgreSQLFeed
 from ._connections import Connection, one_line, printable_url, server_of
 from ._domains import PostgreSQLDomains, migrate
 from ._schema import ensure_schema
 from ._session import Session
+
+if TYPE_CHECKING:
+    from ..._changes import Removal
+    from .._handoff import AdoptedLock, HandedLock
+    from ..base import HeldLock
 
 __all__ = ["PostgreSQLStore"]
 

@@ -37,15 +37,18 @@ from __future__ import annotations
 import select
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, LiteralString
+from typing import TYPE_CHECKING, Any, LiteralString
 
 import psycopg
 
-from ..._changes import Change, ChangeOp, Listing, Retention, changes_lost
+from ..._changes import Change, Listing, Retention, changes_lost
 from ..._errors import StoreUnavailable
 from ..._types import Item
 from ._connections import Connection, one_line
 from ._session import Session
+
+if TYPE_CHECKING:
+    from ..._changes import ChangeOp
 
 #: The NOTIFY channel.
 CHANNEL = "domdata_changes"

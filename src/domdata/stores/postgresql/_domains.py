@@ -7,16 +7,19 @@ database so that a migration moves a domain between hosts in one transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, LiteralString
+from typing import TYPE_CHECKING, Any, LiteralString
 
 import psycopg
 
 from ..._errors import DomainExists, ItemsClash
 from ..._types import Domain, Incarnation
-from ..base import NO_DOMAIN, NoDomain, OneStepTable
+from ..base import NO_DOMAIN, OneStepTable
 from ._changes import PostgreSQLFeed
 from ._connections import milliseconds
 from ._session import Session
+
+if TYPE_CHECKING:
+    from ..base import NoDomain
 
 #: How long a migration waits for the destination domain's lock.
 MIGRATE_LOCK_TIMEOUT = 60.0
