@@ -75,23 +75,27 @@ class RangeLocks:
 
     def _take(self, fd: int, domid: int, timeout: float) -> None:
         request = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, domid, 1, 0)
-
-        def attempt() -> bool:
-            try:
-                fcntl.fcntl(fd, fcntl.F_OFD_SETLK, request)
-            except OSError as exc:
-                if exc.errno not in _CONFLICT:
-                    raise
-                return False
-            return True
-
-        if not wait_for(attempt, timeout):
+        # Tried once before any waiting machinery: a free lock is the usual case.
+        if _tried(fd, request):
+            return
+        if not wait_for(lambda: _tried(fd, request), timeout):
             raise LockTimeout(
                 f"the domain's lock is still held after {timeout:g} s", domain=domid, store=self._store
             )
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+def _tried(fd: int, request: bytes) -> bool:
+    """Whether the lock *request* was granted without waiting."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, request)
+    except OSError as exc:
+        if exc.errno not in _CONFLICT:
+            raise
+        return False
+    return True
 
 
 class _HeldRange:

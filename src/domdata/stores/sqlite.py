@@ -11,29 +11,29 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 
-from .._changes import Change, ChangeFeed, Listing
+from .._changes import ChangeFeed
 from .._errors import DomainExists, InvalidURL, LockTimeout, StoreUnavailable
-from .._types import Domain, Incarnation, Item
+from .._types import Domain, Item
 from ._handoff import HandsOff
 from ._ofdlock import RangeLocks
 from ._url import local_path
-from .base import NO_DOMAIN, Holdings, OneStepTable, StoreDescription, StoreOptions
+from .base import NO_DOMAIN, Holdings, OneStepTable, StoreDescription
 from .sqlite_changes import SCHEMA_CHANGES, SQLiteFeed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Iterator, Sequence
     from typing import NoReturn, TypeVar
 
     from .._boot import Boot
-    from .._changes import Removal
+    from .._changes import Change, Listing, Removal
+    from .._types import Incarnation
     from ._handoff import AdoptedLock, HandedLock
-    from .base import HeldLock, NoDomain
+    from .base import HeldLock, NoDomain, StoreOptions
 
     T = TypeVar("T")
-
 
 # Each entry is one migration; its version (``PRAGMA user_version``) is its
 # position + 1. Never edit an entry once released: append a new one.
@@ -67,10 +67,12 @@ _UPSERT = (
     "INSERT INTO userdata (domid, uuid, userid, data, boot) VALUES (?1, ?2, ?3, ?4, ?5)"
     " ON CONFLICT (domid, uuid, userid) DO UPDATE SET data = excluded.data, boot = excluded.boot"
 )
-# The managed fast path: the domain's row gives the uuid, or there is no domain.
+# The managed fast path: the domain's row gives the uuid, or there is no domain
+# (a NULL uuid, a row ignored: nothing written). Not INSERT ... SELECT: into a
+# table with triggers, that fills a temporary table at every call.
 _UPSERT_BY_DOMID = (
-    "INSERT INTO userdata (domid, uuid, userid, data)"
-    " SELECT domid, uuid, ?2, ?3 FROM domains WHERE domid = ?1"
+    "INSERT OR IGNORE INTO userdata (domid, uuid, userid, data)"
+    " VALUES (?1, (SELECT uuid FROM domains WHERE domid = ?1), ?2, ?3)"
     " ON CONFLICT (domid, uuid, userid) DO UPDATE SET data = excluded.data, boot = NULL"
 )
 _SELECT_BY_DOMID = (
@@ -163,9 +165,16 @@ class Database:
         except sqlite3.Error as exc:
             self.fail(exc, domain)
 
-    def retry(self, call: Callable[[], T], domain: object = None, userid: str | None = None) -> T:
-        """Run *call*, again while SQLite says another connection is busy."""
-        deadline = time.monotonic() + self.lock_timeout
+    def retry(
+        self,
+        call: Callable[[], T],
+        domain: object = None,
+        userid: str | None = None,
+        since: float | None = None,
+    ) -> T:
+        """Run *call*, again while SQLite says another connection is busy, until
+        the lock timeout has passed since *since* (a monotonic time; now if None)."""
+        deadline = (time.monotonic() if since is None else since) + self.lock_timeout
         while True:
             try:
                 return call()
@@ -178,8 +187,15 @@ class Database:
         self, sql: str, params: Sequence[object], domain: object = None, userid: str | None = None
     ) -> int:
         """One write statement, retried while busy; how many rows it changed."""
+        # Tried once before any retry machinery: this is every store's path.
+        since = time.monotonic()
         db = self.connection
-        return self.retry(lambda: db.execute(sql, params), domain, userid).rowcount
+        try:
+            return db.execute(sql, params).rowcount
+        except sqlite3.Error as exc:
+            if not _busy(exc):
+                self.fail(exc, domain, userid)
+        return self.retry(lambda: db.execute(sql, params), domain, userid, since).rowcount
 
     @contextmanager
     def transact(self) -> Iterator[sqlite3.Connection]:
