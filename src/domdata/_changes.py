@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 else:
     from ._named import NamedTuple
 
-OPS: tuple[ChangeOp, ...] = ("store", "delete", "destroy", "reap", "migrate")
-
 
 class Change(NamedTuple):
     """One change to one item. The feed carries no data: ``retrieve`` it."""
