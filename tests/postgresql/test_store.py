@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import subprocess
 import sys
 import threading
@@ -249,6 +250,46 @@ def test_a_retrieve_racing_ended_incarnations_sees_only_the_live_one(url: str) -
         # 200 ended incarnations left an item each: the new one sees none of them.
         ctx.managed.create(domid=7)
         assert ctx.retrieve(7, "xl") == b""
+
+
+def test_calls_in_an_adopted_hand_off_use_the_keepers_lock(url: str) -> None:
+    """A context that adopted a hand-off acts at once on that domain (its
+    single calls too, in one statement each), re-checking the domain each
+    time; an outsider still waits."""
+    from domdata._handoff import ENV
+
+    with (
+        domdata.open(url, host="h") as ctx,
+        domdata.open(url, host="h", lock_timeout=0.3) as outsider,
+    ):
+        dom = ctx.managed.create()
+        with ctx.handoff(dom.domid) as handoff:
+            os.environ[ENV] = handoff.grant.encode()
+            try:
+                child = domdata.open(url, host="h", lock_timeout=0.3)
+            finally:
+                del os.environ[ENV]
+            with child:
+                child.store(dom.domid, "xl", b"inside")
+                assert child.retrieve(dom.domid, "xl") == b"inside"
+                assert child.unlink(dom.domid, "xl")
+                assert not child.unlink(dom.domid, "xl")
+                child.store(dom.domid, "xl", b"again")
+                with child.lock(dom.domid):
+                    child.store(dom.domid, "xl", child.retrieve(dom.domid, "xl") + b"+")
+                assert [item.userid for item in child.list(dom.domid)] == ["xl"]
+                with pytest.raises(LockTimeout):
+                    outsider.retrieve(dom.domid, "xl")
+                ctx.destroy(dom.domid)
+                for call in (
+                    lambda: child.retrieve(dom.domid, "xl"),
+                    lambda: child.store(dom.domid, "xl", b"late"),
+                    lambda: child.unlink(dom.domid, "xl"),
+                    lambda: child.list(dom.domid),
+                ):
+                    with pytest.raises(DomainNotFound):
+                        call()
+        assert outsider.list() == []
 
 
 def _advisory_locks(raw: Any) -> int:

@@ -54,8 +54,6 @@ _DROP = (
 _DROP_EARLIER_BOOT = _DROP + " AND boot <> %s"
 
 
-
-
 class PostgreSQLStore(ClusterStore, HandsOff, ChangeFeed):
     """Items and managed domains of every host in one PostgreSQL database."""
 
@@ -125,9 +123,9 @@ class PostgreSQLStore(ClusterStore, HandsOff, ChangeFeed):
         return self._session.adopt(fd, incarnation.domid)
 
     def get(self, incarnation: Incarnation, userid: str) -> bytes | None:
-        with self._session.connection_for((incarnation.domid,), incarnation, userid) as conn:
-            params = (self.host, incarnation.domid, incarnation.uuid, userid, *self._in_boot)
-            row = conn.execute(self._select, params).fetchone()
+        domid = incarnation.domid
+        params = (self.host, domid, incarnation.uuid, userid, *self._in_boot)
+        row = self._session.read((domid,), self._select, params, incarnation, userid)
         if row is None:
             return None
         data: bytes = row[0]

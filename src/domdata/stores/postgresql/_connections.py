@@ -13,6 +13,8 @@ import psycopg
 from psycopg.types.string import TextLoader
 
 Connection = psycopg.Connection[Any]
+Cursor = psycopg.Cursor[Any]
+Row = tuple[Any, ...]
 
 # The pool logs each failed reconnection; with no logging configured Python
 # would print them all on stderr. An application that configures logging
