@@ -90,3 +90,20 @@ def test_a_follower_survives_a_server_restart(server: Server, mode: str) -> None
     revs = [rev for rev, *_ in got]
     assert revs == sorted(set(revs))
     assert revs[:100] == list(range(since + 1, since + 101))
+
+
+def test_writes_leave_trimming_to_the_readers(url: str) -> None:
+    """A write pays nothing for retention: 600 stores keep all 600 changes
+    until a reader comes, which trims what retention lets go."""
+    import psycopg
+
+    with domdata.open(url, changes_retention=domdata.Retention(changes=10, seconds=0)) as ctx:
+        dom = ctx.managed.create()
+        for n in range(600):
+            ctx.store(dom.domid, "xl", b"%d" % n)
+        with psycopg.connect(url, autocommit=True) as raw:
+            assert raw.execute("SELECT count(*) FROM changes").fetchall() == [(600,)]
+            retained = [change.rev for change in ctx.changes()]
+            assert raw.execute("SELECT count(*) FROM changes").fetchall() == [(len(retained),)]
+        assert 10 <= len(retained) < 600
+        assert retained == list(range(retained[0], 601))
