@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Collection, Iterator, Sequence
-from typing import LiteralString
 
 import psycopg
 
@@ -23,10 +22,16 @@ from ..._types import Incarnation, Item
 from .._handoff import AdoptedLock, HandedLock, HandsOff
 from ..base import ClusterStore, HeldLock, Holdings, OneStepTable, StoreDescription, StoreOptions
 from ._changes import PostgreSQLFeed
-from ._connections import Connection, one_line, printable_url, server_of
+from ._connections import one_line, printable_url, server_of
 from ._domains import PostgreSQLDomains, migrate
 from ._schema import ensure_schema
 from ._session import Session
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import LiteralString
+
+    from ._connections import Connection
 
 __all__ = ["PostgreSQLStore"]
 

@@ -42,15 +42,20 @@ import select
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
-from typing import Any, LiteralString
 
 import psycopg
 
 from ..._changes import Change, ChangeOp, Listing, Retention, changes_lost
 from ..._errors import StoreUnavailable
 from ..._types import Item
-from ._connections import Connection, one_line
+from ._connections import one_line
 from ._session import Session
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, LiteralString
+
+    from ._connections import Connection
 
 #: The NOTIFY channel.
 CHANNEL = "domdata_changes"

@@ -7,7 +7,6 @@ database so that a migration moves a domain between hosts in one transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, LiteralString
 
 import psycopg
 
@@ -17,6 +16,10 @@ from ..base import NO_DOMAIN, NoDomain, OneStepTable
 from ._changes import PostgreSQLFeed
 from ._connections import milliseconds
 from ._session import Session
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, LiteralString
 
 #: How long a migration waits for the destination domain's lock.
 MIGRATE_LOCK_TIMEOUT = 60.0

@@ -26,23 +26,19 @@ import sys
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, LiteralString, NoReturn
 
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..._errors import LockTimeout, StoreUnavailable
-from ._connections import (
-    Connection,
-    Cursor,
-    Row,
-    drop_if_hung_up,
-    milliseconds,
-    one_line,
-    server_of,
-    session_setup,
-)
+from ._connections import drop_if_hung_up, milliseconds, one_line, server_of, session_setup
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, LiteralString, NoReturn
+
+    from ._connections import Connection, Cursor, Row
 
 #: The resident connection, the one pinned by ``lock()``, two for other threads.
 POOL_MAX_SIZE = 4
