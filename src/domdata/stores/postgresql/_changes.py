@@ -133,7 +133,8 @@ MIGRATION: tuple[LiteralString, ...] = (
 #: constraint goes (PostgreSQL parses a CHECK afresh for every statement that
 #: inserts: a sixth of the feed's cost); the trigger writes only the ops of
 #: the vocabulary instead. The feed's lock is tried as an expression before
-#: it is waited for (a PERFORM is a whole query). Trimming leaves the write:
+#: it is waited for, and the NOTIFY rides on the insert's RETURNING (a
+#: PERFORM is a whole query, a tenth of the rest). Trimming leaves the write:
 #: ``domdata_trim_changes`` runs in its readers' transactions; a writer calls
 #: it only as a backstop for a store nobody reads, every 256th revision, and
 #: it deletes only once more than 65,536 changes beyond retention are kept.
@@ -177,6 +178,7 @@ TRIM_MIGRATION: tuple[LiteralString, ...] = (
     """CREATE OR REPLACE FUNCTION domdata_record_change() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE
             v_rev bigint;
+            v_notified text;
         BEGIN
             -- Revisions in commit order: one writer at a time from here to its commit.
             IF NOT pg_try_advisory_xact_lock(1667788391, 0) THEN
@@ -188,7 +190,7 @@ TRIM_MIGRATION: tuple[LiteralString, ...] = (
                             CASE current_setting('domdata.change_op', true)
                                 WHEN 'destroy' THEN 'destroy' WHEN 'reap' THEN 'reap' ELSE 'delete' END,
                             OLD.host, OLD.domid, OLD.uuid, OLD.userid, NULL)
-                    RETURNING rev INTO v_rev;
+                    RETURNING rev, pg_notify('domdata_changes', '')::text INTO v_rev, v_notified;
             ELSIF TG_OP = 'UPDATE'
                 AND (OLD.host, OLD.domid, OLD.uuid) IS DISTINCT FROM (NEW.host, NEW.domid, NEW.uuid) THEN
                 INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
@@ -197,14 +199,13 @@ TRIM_MIGRATION: tuple[LiteralString, ...] = (
                 INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
                     VALUES (nextval('changes_rev'), 'store', NEW.host, NEW.domid, NEW.uuid, NEW.userid,
                             octet_length(NEW.data))
-                    RETURNING rev INTO v_rev;
+                    RETURNING rev, pg_notify('domdata_changes', '')::text INTO v_rev, v_notified;
             ELSE
                 INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
                     VALUES (nextval('changes_rev'), 'store', NEW.host, NEW.domid, NEW.uuid, NEW.userid,
                             octet_length(NEW.data))
-                    RETURNING rev INTO v_rev;
+                    RETURNING rev, pg_notify('domdata_changes', '')::text INTO v_rev, v_notified;
             END IF;
-            PERFORM pg_notify('domdata_changes', '');
             IF v_rev % 256 = 0 THEN
                 PERFORM domdata_trim_changes(256, 65536);
             END IF;

@@ -113,7 +113,7 @@ class _KeptLock(_Kept):
     """A keeper's lock handed off by this process: release closes its copy of the socket."""
 
     def release(self) -> None:
-        del self._session.kept[self._domid]
+        self._session.kept.pop(self._domid, None)
         os.close(self.fd)
 
     discard = release
