@@ -90,3 +90,47 @@ def test_a_follower_survives_a_server_restart(server: Server, mode: str) -> None
     revs = [rev for rev, *_ in got]
     assert revs == sorted(set(revs))
     assert revs[:100] == list(range(since + 1, since + 101))
+
+
+def test_writes_leave_trimming_to_the_readers(url: str) -> None:
+    """A write pays nothing for retention: 600 stores keep all 600 changes
+    until a reader comes, which trims what retention lets go."""
+    import psycopg
+
+    with domdata.open(url, changes_retention=domdata.Retention(changes=10, seconds=0)) as ctx:
+        dom = ctx.managed.create()
+        for n in range(600):
+            ctx.store(dom.domid, "xl", b"%d" % n)
+        with psycopg.connect(url, autocommit=True) as raw:
+            assert raw.execute("SELECT count(*) FROM changes").fetchall() == [(600,)]
+            retained = [change.rev for change in ctx.changes()]
+            assert raw.execute("SELECT count(*) FROM changes").fetchall() == [(len(retained),)]
+        assert 10 <= len(retained) < 600
+        assert retained == list(range(retained[0], 601))
+
+
+def test_a_store_nobody_reads_is_trimmed_by_its_writers(url: str) -> None:
+    """The backstop: once more than 65,536 changes beyond retention are kept,
+    a writer trims 256 at every 256th revision; a reader trims the rest and
+    sees ChangesLost for what went, never a gap."""
+    import psycopg
+
+    with domdata.open(url, changes_retention=domdata.Retention(changes=10, seconds=0)) as ctx:
+        dom = ctx.managed.create()
+        with psycopg.connect(url, autocommit=True) as raw:
+            # 70,000 old changes, as a store nobody read would have kept them.
+            raw.execute(
+                "INSERT INTO changes (rev, op, host, domid, uuid, userid, size)"
+                " SELECT n, 'store', 'elsewhere', 1, gen_random_uuid(), 'xl', 1"
+                " FROM generate_series(1, 70000) n"
+            )
+            raw.execute("SELECT setval('changes_rev', 70000)")
+            for n in range(512):
+                ctx.store(dom.domid, "xl", b"%d" % n)
+            kept = raw.execute("SELECT count(*), min(rev) FROM changes").fetchall()
+        assert kept == [(70_512 - 512, 513)]
+        # A reader trims the rest that retention lets go before it reads.
+        with pytest.raises(domdata.ChangesLost) as caught:
+            ctx.changes(since=0)
+        assert caught.value.oldest == 70_512 - 10 + 1
+        assert [change.rev for change in ctx.changes()] == list(range(70_503, 70_513))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import subprocess
 import sys
 import threading
@@ -176,6 +177,119 @@ def test_a_retrieve_waiting_for_a_writer_sees_its_write(url: str, raw: Any) -> N
             _waiting_for_lock(raw)
         thread.join(30)
         assert outcome == [b"after"]
+
+
+def _hold_the_lock(url: str, domid: int, holding: Any, finish: Any, last: str) -> None:
+    """In another process: under the domain's lock, store "half", wait, then end with *last*."""
+    with domdata.open(url, host="h") as ctx, ctx.lock(domid):
+        ctx.store(domid, "xl", b"half")
+        holding.set()
+        finish.wait(60)
+        if last == "destroy":
+            ctx.destroy(domid)
+        else:
+            ctx.store(domid, "xl", b"full")
+
+
+@pytest.mark.parametrize("last", ["store", "destroy"])
+def test_a_retrieve_waits_for_a_lock_held_by_another_process(url: str, raw: Any, last: str) -> None:
+    """What the holder committed inside its lock ("half") is never read: a
+    retrieve waits for the lock, then sees how the holder left the domain."""
+    with domdata.open(url, host="h") as ctx, domdata.open(url, host="h", lock_timeout=0.3) as impatient:
+        dom = ctx.managed.create()
+        ctx.store(dom.domid, "xl", b"before")
+        holding, finish = fork.Event(), fork.Event()
+        holder = fork.Process(target=_hold_the_lock, args=(url, dom.domid, holding, finish, last))
+        holder.start()
+        try:
+            assert holding.wait(60)
+            with pytest.raises(LockTimeout):
+                impatient.retrieve(dom.domid, "xl")
+            thread, outcome = _in_thread(lambda: ctx.retrieve(dom.domid, "xl"))
+            _waiting_for_lock(raw)
+        finally:
+            finish.set()
+            holder.join(60)
+        thread.join(30)
+        assert holder.exitcode == 0
+        if last == "destroy":
+            assert [type(error) for error in outcome] == [DomainNotFound]
+        else:
+            assert outcome == [b"full"]
+
+
+def _reincarnate(url: str, domid: int, rounds: int, created: Any) -> None:
+    """Incarnations 1..rounds of *domid*, each storing its number, each ending
+    without destroy (the domain row goes; its item stays behind for reap)."""
+    import psycopg
+
+    with domdata.open(url, host="h") as ctx, psycopg.connect(url, autocommit=True) as raw:
+        for n in range(1, rounds + 1):
+            ctx.managed.create(domid=domid)
+            created.value = n
+            ctx.store(domid, "xl", b"%d" % n)
+            raw.execute("DELETE FROM domains WHERE host = 'h' AND domid = %s", (domid,))
+
+
+def test_a_retrieve_racing_ended_incarnations_sees_only_the_live_one(url: str) -> None:
+    created = fork.Value("i", 0)
+    with domdata.open(url, host="h") as ctx:
+        writer = fork.Process(target=_reincarnate, args=(url, 7, 200, created))
+        writer.start()
+        while writer.is_alive():
+            before = created.value
+            try:
+                data = ctx.retrieve(7, "xl")
+            except DomainNotFound:
+                continue
+            # Incarnation `before` had started when the call did: an item of an
+            # earlier one belongs to an incarnation that had ended by then.
+            assert not data or int(data) >= before
+        writer.join()
+        assert writer.exitcode == 0
+        # 200 ended incarnations left an item each: the new one sees none of them.
+        ctx.managed.create(domid=7)
+        assert ctx.retrieve(7, "xl") == b""
+
+
+def test_calls_in_an_adopted_hand_off_use_the_keepers_lock(url: str) -> None:
+    """A context that adopted a hand-off acts at once on that domain (its
+    single calls too, in one statement each), re-checking the domain each
+    time; an outsider still waits."""
+    from domdata._handoff import ENV
+
+    with (
+        domdata.open(url, host="h") as ctx,
+        domdata.open(url, host="h", lock_timeout=0.3) as outsider,
+    ):
+        dom = ctx.managed.create()
+        with ctx.handoff(dom.domid) as handoff:
+            os.environ[ENV] = handoff.grant.encode()
+            try:
+                child = domdata.open(url, host="h", lock_timeout=0.3)
+            finally:
+                del os.environ[ENV]
+            with child:
+                child.store(dom.domid, "xl", b"inside")
+                assert child.retrieve(dom.domid, "xl") == b"inside"
+                assert child.unlink(dom.domid, "xl")
+                assert not child.unlink(dom.domid, "xl")
+                child.store(dom.domid, "xl", b"again")
+                with child.lock(dom.domid):
+                    child.store(dom.domid, "xl", child.retrieve(dom.domid, "xl") + b"+")
+                assert [item.userid for item in child.list(dom.domid)] == ["xl"]
+                with pytest.raises(LockTimeout):
+                    outsider.retrieve(dom.domid, "xl")
+                ctx.destroy(dom.domid)
+                for call in (
+                    lambda: child.retrieve(dom.domid, "xl"),
+                    lambda: child.store(dom.domid, "xl", b"late"),
+                    lambda: child.unlink(dom.domid, "xl"),
+                    lambda: child.list(dom.domid),
+                ):
+                    with pytest.raises(DomainNotFound):
+                        call()
+        assert outsider.list() == []
 
 
 def _advisory_locks(raw: Any) -> int:

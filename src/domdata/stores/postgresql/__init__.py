@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Collection, Iterator, Sequence
-from typing import TYPE_CHECKING, LiteralString
 
 import psycopg
 
@@ -23,15 +22,19 @@ from ..._types import Incarnation, Item
 from .._handoff import HandsOff
 from ..base import ClusterStore, Holdings, OneStepTable, StoreDescription, StoreOptions
 from ._changes import PostgreSQLFeed
-from ._connections import Connection, one_line, printable_url, server_of
+from ._connections import one_line, printable_url, server_of
 from ._domains import PostgreSQLDomains, migrate
 from ._schema import ensure_schema
 from ._session import Session
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import LiteralString
+
     from ..._changes import Removal
     from .._handoff import AdoptedLock, HandedLock
     from ..base import HeldLock
+    from ._connections import Connection
 
 __all__ = ["PostgreSQLStore"]
 
@@ -57,8 +60,6 @@ _DROP = (
     " (SELECT * FROM unnest(%s::bigint[], %s::uuid[]))"
 )
 _DROP_EARLIER_BOOT = _DROP + " AND boot <> %s"
-
-
 
 
 class PostgreSQLStore(ClusterStore, HandsOff, ChangeFeed):
@@ -130,9 +131,9 @@ class PostgreSQLStore(ClusterStore, HandsOff, ChangeFeed):
         return self._session.adopt(fd, incarnation.domid)
 
     def get(self, incarnation: Incarnation, userid: str) -> bytes | None:
-        with self._session.connection_for((incarnation.domid,), incarnation, userid) as conn:
-            params = (self.host, incarnation.domid, incarnation.uuid, userid, *self._in_boot)
-            row = conn.execute(self._select, params).fetchone()
+        domid = incarnation.domid
+        params = (self.host, domid, incarnation.uuid, userid, *self._in_boot)
+        row = self._session.read((domid,), self._select, params, incarnation, userid)
         if row is None:
             return None
         data: bytes = row[0]

@@ -26,10 +26,14 @@ commit after the LISTEN wakes it, a commit before is in what it reads. When
 the connection is lost (a server restart) it reconnects, listens again and
 reads on from its last revision.
 
-Retention: every 256th revision, the trigger deletes the changes both older
-than the retention age and beyond the retention count, and notes the highest
-revision deleted in ``change_trimmed``: ``since`` below it is ChangesLost.
-Revisions of rolled-back transactions leave holes; holes are never lost.
+Retention: ``domdata_trim_changes`` deletes the changes both older than the
+retention age and beyond the retention count, and notes the highest revision
+deleted in ``change_trimmed``: ``since`` below it is ChangesLost. Readers
+trim, in a transaction of their own, when they start and as they follow, so
+a write pays nothing for it; for a store nobody reads, a writer trims 256
+changes every 256th revision once more than 65,536 changes beyond retention
+are kept (migration 6). Revisions of rolled-back transactions leave holes;
+holes are never lost.
 """
 
 from __future__ import annotations
@@ -37,18 +41,22 @@ from __future__ import annotations
 import select
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, LiteralString
+from contextlib import suppress
 
 import psycopg
 
 from ..._changes import Change, Listing, Retention, changes_lost
 from ..._errors import StoreUnavailable
 from ..._types import Item
-from ._connections import Connection, one_line
+from ._connections import one_line
 from ._session import Session
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, LiteralString
+
     from ..._changes import ChangeOp
+    from ._connections import Connection
 
 #: The NOTIFY channel.
 CHANNEL = "domdata_changes"
@@ -122,6 +130,90 @@ MIGRATION: tuple[LiteralString, ...] = (
         FOR EACH ROW EXECUTE FUNCTION domdata_record_change()""",
 )
 
+#: Schema migration 6: what a write pays for the feed, cut. The op's CHECK
+#: constraint goes (PostgreSQL parses a CHECK afresh for every statement that
+#: inserts: a sixth of the feed's cost); the trigger writes only the ops of
+#: the vocabulary instead. The feed's lock is tried as an expression before
+#: it is waited for, and the NOTIFY rides on the insert's RETURNING (a
+#: PERFORM is a whole query, a tenth of the rest). Trimming leaves the write:
+#: ``domdata_trim_changes`` runs in its readers' transactions; a writer calls
+#: it only as a backstop for a store nobody reads, every 256th revision, and
+#: it deletes only once more than 65,536 changes beyond retention are kept.
+TRIM_MIGRATION: tuple[LiteralString, ...] = (
+    "ALTER TABLE changes DROP CONSTRAINT changes_op_check",
+    # What retention lets go, at most p_limit changes, once more than
+    # p_slack changes beyond the retained count are kept; how many went.
+    # One trimmer at a time: another finds the lock taken and leaves.
+    """CREATE FUNCTION domdata_trim_changes(p_limit bigint, p_slack bigint) RETURNS bigint
+        LANGUAGE plpgsql VOLATILE AS $$
+        DECLARE
+            v_keep bigint;
+            v_seconds double precision;
+            v_oldest bigint;
+            v_newest bigint;
+            v_upto bigint;
+            v_gone bigint;
+        BEGIN
+            IF NOT pg_try_advisory_xact_lock(1667788391, 1) THEN
+                RETURN 0;
+            END IF;
+            SELECT changes, seconds INTO v_keep, v_seconds FROM change_retention;
+            SELECT min(rev), max(rev) INTO v_oldest, v_newest FROM changes;
+            IF v_oldest IS NULL OR v_newest - v_oldest < v_keep + p_slack THEN
+                RETURN 0;
+            END IF;
+            WITH gone AS (
+                DELETE FROM changes WHERE rev < least(
+                    v_oldest + p_limit,
+                    v_newest + 1 - v_keep,
+                    coalesce((SELECT c.rev FROM changes c
+                              WHERE c.at >= statement_timestamp() - make_interval(secs => v_seconds)
+                              ORDER BY c.rev LIMIT 1), v_newest))
+                RETURNING rev)
+            SELECT max(rev), count(*) INTO v_upto, v_gone FROM gone;
+            IF v_upto IS NOT NULL THEN
+                UPDATE change_trimmed SET upto = greatest(upto, v_upto);
+            END IF;
+            RETURN v_gone;
+        END $$""",
+    """CREATE OR REPLACE FUNCTION domdata_record_change() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            v_rev bigint;
+            v_notified text;
+        BEGIN
+            -- Revisions in commit order: one writer at a time from here to its commit.
+            IF NOT pg_try_advisory_xact_lock(1667788391, 0) THEN
+                PERFORM pg_advisory_xact_lock(1667788391, 0);
+            END IF;
+            IF TG_OP = 'DELETE' THEN
+                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
+                    VALUES (nextval('changes_rev'),
+                            CASE current_setting('domdata.change_op', true)
+                                WHEN 'destroy' THEN 'destroy' WHEN 'reap' THEN 'reap' ELSE 'delete' END,
+                            OLD.host, OLD.domid, OLD.uuid, OLD.userid, NULL)
+                    RETURNING rev, pg_notify('domdata_changes', '')::text INTO v_rev, v_notified;
+            ELSIF TG_OP = 'UPDATE'
+                AND (OLD.host, OLD.domid, OLD.uuid) IS DISTINCT FROM (NEW.host, NEW.domid, NEW.uuid) THEN
+                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
+                    VALUES (nextval('changes_rev'), 'migrate',
+                            OLD.host, OLD.domid, OLD.uuid, OLD.userid, NULL);
+                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
+                    VALUES (nextval('changes_rev'), 'store', NEW.host, NEW.domid, NEW.uuid, NEW.userid,
+                            octet_length(NEW.data))
+                    RETURNING rev, pg_notify('domdata_changes', '')::text INTO v_rev, v_notified;
+            ELSE
+                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
+                    VALUES (nextval('changes_rev'), 'store', NEW.host, NEW.domid, NEW.uuid, NEW.userid,
+                            octet_length(NEW.data))
+                    RETURNING rev, pg_notify('domdata_changes', '')::text INTO v_rev, v_notified;
+            END IF;
+            IF v_rev % 256 = 0 THEN
+                PERFORM domdata_trim_changes(256, 65536);
+            END IF;
+            RETURN NULL;
+        END $$""",
+)
+
 _REPEATABLE = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _NEWEST = "SELECT coalesce((SELECT max(rev) FROM changes), (SELECT upto FROM change_trimmed))"
 _BOUNDS = (
@@ -131,6 +223,11 @@ _BOUNDS = (
 )
 _READ = "SELECT rev, op, host, domid, uuid::text, userid, size FROM changes WHERE rev > %s AND rev <= %s"
 _BATCH = 1000
+#: A reader trims what retention lets go when it starts, then every this many revisions it reads past.
+TRIM_EVERY = 1024
+_TRIM = "SELECT domdata_trim_changes(%s, 0)"
+#: At most this many changes go per trim (one statement).
+_TRIM_LIMIT = 100_000
 #: Idle, re-read this often even without a notification.
 _SAFETY = 5.0
 #: A follower that lost its server tries to reconnect this long, then gives up.
@@ -222,8 +319,13 @@ class _Reader:
             rows = conn.execute(self._sql, (last, upto, *self._domain)).fetchall()
         return rows, max(upto, last)
 
+    def _trim(self) -> None:
+        assert self._conn is not None
+        self._conn.execute(_TRIM, (_TRIM_LIMIT,))
+
     def start(self, since: int | None) -> int:
         try:
+            self._trim()
             if since is not None:
                 self._read(since)
                 return since
@@ -248,6 +350,10 @@ class _Reader:
                     continue
                 for rev, op, host, domid, uuid, userid, size in rows:
                     yield Change(rev, op, host, domid, uuid, userid, size)
+                if upto // TRIM_EVERY > last // TRIM_EVERY:
+                    # Best effort: a lost connection shows at the next read, which reconnects.
+                    with suppress(psycopg.OperationalError):
+                        self._trim()
                 advanced, last = upto > last, upto
                 if advanced:
                     continue

@@ -6,13 +6,18 @@ import logging
 import math
 import select
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import psycopg
 from psycopg.types.string import TextLoader
 
-Connection = psycopg.Connection[Any]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
+    Connection: TypeAlias = psycopg.Connection[Any]
+    Cursor: TypeAlias = psycopg.Cursor[Any]
+    Row: TypeAlias = tuple[Any, ...]
 
 # The pool logs each failed reconnection; with no logging configured Python
 # would print them all on stderr. An application that configures logging

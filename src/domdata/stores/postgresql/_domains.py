@@ -7,24 +7,45 @@ database so that a migration moves a domain between hosts in one transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, LiteralString
 
 import psycopg
 
 from ..._errors import DomainExists, ItemsClash
 from ..._types import Domain, Incarnation
-from ..base import NO_DOMAIN, OneStepTable
+from ..base import NO_DOMAIN, NoDomain, OneStepTable
 from ._changes import PostgreSQLFeed
 from ._connections import milliseconds
 from ._session import Session
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ..base import NoDomain
+    from typing import Any, LiteralString
 
 #: How long a migration waits for the destination domain's lock.
 MIGRATE_LOCK_TIMEOUT = 60.0
 
-_DOMAIN = "SELECT domid, uuid, name FROM domains WHERE host = %s"
+_DOMAIN = "SELECT domid, uuid::text, name FROM domains WHERE host = %s"
+_BY_DOMID: LiteralString = _DOMAIN + " AND domid = %s"
+_GET = "SELECT domdata_get(%s, %s, %s, %s)"
+_PUT = "SELECT domdata_put(%s, %s, %s, %s, %s)"
+_DELETE = "SELECT domdata_delete(%s, %s, %s, %s)"
+# The one-step calls on a domain whose lock a keeper holds for this process:
+# what the functions above do after taking the lock, one statement each. No
+# row: no domain.
+_KEPT_GET = """SELECT u.data FROM domains d LEFT JOIN userdata u
+    ON u.host = d.host AND u.domid = d.domid AND u.uuid = d.uuid AND u.userid = %(userid)s
+    WHERE d.host = %(host)s AND d.domid = %(domid)s"""
+_KEPT_PUT = """INSERT INTO userdata (host, domid, uuid, userid, data)
+    SELECT d.host, d.domid, d.uuid, %(userid)s, %(data)s::bytea FROM domains d
+    WHERE d.host = %(host)s AND d.domid = %(domid)s
+    ON CONFLICT (host, domid, uuid, userid) DO UPDATE SET data = excluded.data, boot = NULL
+    RETURNING true"""
+_KEPT_DELETE = """
+    WITH d AS (SELECT host, domid, uuid FROM domains WHERE host = %(host)s AND domid = %(domid)s),
+    gone AS (DELETE FROM userdata u USING d
+             WHERE u.host = d.host AND u.domid = d.domid AND u.uuid = d.uuid AND u.userid = %(userid)s
+             RETURNING 1)
+    SELECT (SELECT count(*) FROM gone) FROM d"""
 # One host's domain table is changed by one transaction at a time: two
 # creations must not pick the same free domid. Keys ("domd", hashtext(host))
 # in the two-key space, apart from the domain locks.
@@ -53,6 +74,8 @@ class PostgreSQLDomains(OneStepTable):
     def __init__(self, session: Session) -> None:
         self._session = session
         self._host = session.host
+        self._timeout = -1.0
+        self._timeout_ms = 0
 
     def add(self, domid: int | None, uuid: str, name: str | None) -> Domain:
         session, host = self._session, self._host
@@ -93,8 +116,9 @@ class PostgreSQLDomains(OneStepTable):
         return int(row[0])
 
     def get(self, domid: int) -> Domain | None:
-        rows = self._query(_DOMAIN + " AND domid = %s", (self._host, domid))
-        return rows[0] if rows else None
+        # A single read: every call inside a lock or a hand-off makes it.
+        row = self._session.read((), _BY_DOMID, (self._host, domid), domid)
+        return None if row is None else Domain(*row)
 
     def with_uuid(self, uuid: str) -> Sequence[Domain]:
         return self._query(_DOMAIN + " AND uuid = %s ORDER BY domid", (self._host, uuid))
@@ -110,37 +134,62 @@ class PostgreSQLDomains(OneStepTable):
         with self._session.connection_for(()) as conn:
             return [Domain(*row) for row in conn.execute(query, params)]
 
+    def _milliseconds(self, timeout: float) -> int:
+        # The same timeout comes with every call: convert it once.
+        if timeout != self._timeout:
+            self._timeout, self._timeout_ms = timeout, milliseconds(timeout)
+        return self._timeout_ms
+
     def get_item(self, domid: int, userid: str, timeout: float) -> bytes | NoDomain | None:
-        params = (self._host, domid, userid, milliseconds(timeout))
-        data: bytes | NoDomain | None = self._call(
-            "SELECT domdata_get(%s, %s, %s, %s)", params, domid, userid, timeout
-        )
+        data: bytes | NoDomain | None
+        if domid in self._session.kept:
+            data = self._kept(_KEPT_GET, domid, userid)
+        else:
+            params = (self._host, domid, userid, self._milliseconds(timeout))
+            data = self._call(_GET, params, domid, userid, timeout)
         return data
 
     def put_item(self, domid: int, userid: str, data: bytes, timeout: float) -> NoDomain | None:
-        params = (self._host, domid, userid, data, milliseconds(timeout))
-        found = self._call("SELECT domdata_put(%s, %s, %s, %s, %s)", params, domid, userid, timeout)
-        return None if found else NO_DOMAIN
+        if domid in self._session.kept:
+            found = self._kept(_KEPT_PUT, domid, userid, data)
+        else:
+            params = (self._host, domid, userid, data, self._milliseconds(timeout))
+            found = self._call(_PUT, params, domid, userid, timeout)
+        return None if found is True else NO_DOMAIN
 
     def delete_item(self, domid: int, userid: str, timeout: float) -> bool | NoDomain:
-        params = (self._host, domid, userid, milliseconds(timeout))
-        deleted: int = self._call("SELECT domdata_delete(%s, %s, %s, %s)", params, domid, userid, timeout)
-        return NO_DOMAIN if deleted < 0 else deleted > 0
+        deleted: int | NoDomain
+        if domid in self._session.kept:
+            deleted = self._kept(_KEPT_DELETE, domid, userid)
+        else:
+            params = (self._host, domid, userid, self._milliseconds(timeout))
+            deleted = self._call(_DELETE, params, domid, userid, timeout)
+        if isinstance(deleted, NoDomain) or deleted < 0:
+            return NO_DOMAIN
+        return deleted > 0
+
+    def _kept(self, query: LiteralString, domid: int, userid: str, data: bytes | None = None) -> Any:
+        """A one-step call on a domain whose lock a keeper holds for this
+        process (a hand-off), once the keeper proves it still holds it: the
+        first column of its row; NO_DOMAIN when there is no row."""
+        session = self._session
+        session.kept[domid].check()
+        params = {"host": self._host, "domid": domid, "userid": userid, "data": data}
+        try:
+            row = session.fetch(query, params)
+        except psycopg.Error as exc:
+            session.fail(exc, domid, userid)
+        return NO_DOMAIN if row is None else row[0]
 
     def _call(
         self, query: LiteralString, params: tuple[object, ...], domid: int, userid: str, timeout: float
     ) -> Any:
-        session = self._session
         try:
-            conn = session.borrow()
-            try:
-                row = conn.execute(query, params, binary=True).fetchone()
-            finally:
-                session.give_back(conn)
+            row = self._session.fetch(query, params)
         except psycopg.errors.NoDataFound:
             return NO_DOMAIN
         except psycopg.Error as exc:
-            session.fail(exc, domid, userid, timeout)
+            self._session.fail(exc, domid, userid, timeout)
         assert row is not None
         return row[0]
 

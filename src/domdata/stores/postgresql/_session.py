@@ -24,24 +24,21 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, NoReturn
 
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..._errors import LockTimeout, StoreUnavailable
-from ._connections import (
-    Connection,
-    drop_if_hung_up,
-    hung_up,
-    milliseconds,
-    one_line,
-    server_of,
-    session_setup,
-)
+from ._connections import drop_if_hung_up, milliseconds, one_line, server_of, session_setup
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, LiteralString, NoReturn
+
+    from ._connections import Connection, Cursor, Row
 
 #: The resident connection, the one pinned by ``lock()``, two for other threads.
 POOL_MAX_SIZE = 4
@@ -74,22 +71,37 @@ class _DomainLock:
     discard = release
 
 
-class _Kept:
-    """A domain lock held by a keeper process while any process holds ``fd``."""
+class _Taken:
+    """``lock`` of a domid whose lock a keeper holds for this process: nothing to release."""
 
-    #: The one-step calls lock in their own transaction: they would wait for the keeper.
-    shared = False
+    def release(self) -> None:
+        """The keeper keeps it."""
+
+    discard = release
+
+
+_TAKEN = _Taken()
+
+
+class _Kept:
+    """A domain lock held by a keeper process while any process holds ``fd``.
+
+    While this process holds it, the session's ``lock`` of that domid takes
+    it at once, and the one-step calls act without locking (``kept``)."""
+
+    shared = True
 
     def __init__(self, session: Session, fd: int, domid: int) -> None:
         self._session = session
         self.fd = fd
         self._domid = domid
+        # Readable once the keeper has exited: each call in the hand-off asks.
+        self._gone = select.poll()
+        self._gone.register(fd, select.POLLIN)
 
     def check(self) -> None:
         """StoreUnavailable once the keeper has exited (its end of the socket closed)."""
-        waiting = select.poll()
-        waiting.register(self.fd, select.POLLIN)
-        if waiting.poll(0):
+        if self._gone.poll(0):
             raise StoreUnavailable(
                 "the keeper of the handed-off lock has exited: the domain's lock is no longer held",
                 store=self._session.url,
@@ -101,6 +113,7 @@ class _KeptLock(_Kept):
     """A keeper's lock handed off by this process: release closes its copy of the socket."""
 
     def release(self) -> None:
+        self._session.kept.pop(self._domid, None)
         os.close(self.fd)
 
     discard = release
@@ -135,13 +148,19 @@ class Session:
             num_workers=1,
             open=True,
         )
+        # The connection a context's calls use (one call at a time), its cursor,
+        # and a poll on its socket that is readable once the server hung up.
         self._resident: Connection | None = None
+        self._cursor: Cursor | None = None
+        self._hangup = select.poll()
         self._resident_busy = threading.Lock()
         # Session locks: the pinned connection holding them, how many times each
         # domid is held, and domids whose lock died with a lost session.
         self._pinned: Connection | None = None
         self._held: dict[int, int] = {}
         self._lost: dict[int, int] = {}
+        #: Domids whose lock a keeper holds for this process (handed off or adopted).
+        self.kept: dict[int, _Kept] = {}
 
     def fail(
         self,
@@ -178,24 +197,83 @@ class Session:
             return one_line(exc)
         return "the pool is busy"
 
+    def _settle(self) -> Cursor:
+        """The resident connection's cursor (with the resident's mutex held),
+        after a new connection from the pool if the server hung up on the
+        old one or there is none yet."""
+        cursor = self._cursor
+        if cursor is not None and not self._hangup.poll(0):
+            return cursor
+        if self._resident is not None:
+            self._resident.close()
+            self._drop_resident()
+        conn = self._resident = self._pool.getconn()
+        # One cursor for the connection's life: making one per call costs a
+        # fifth of a short query.
+        cursor = self._cursor = conn.cursor(binary=True)
+        self._hangup = select.poll()
+        self._hangup.register(conn.pgconn.socket, select.POLLIN)
+        return cursor
+
+    def _drop_resident(self) -> None:
+        """Hand the resident back to the pool (to reset or replace)."""
+        conn, self._resident, self._cursor = self._resident, None, None
+        if conn is not None:
+            self._pool.putconn(conn)
+
+    def fetch(self, query: LiteralString, params: Sequence[object] | Mapping[str, object]) -> Row | None:
+        """The first row of *query* (binary results), on the resident
+        connection, or on one from the pool while another thread has it.
+        psycopg's errors are the caller's. The hot path of the fused calls
+        and single reads: no context manager, no cursor made."""
+        if not self._resident_busy.acquire(blocking=False):
+            conn = self._pool.getconn()
+            try:
+                return conn.execute(query, params, binary=True).fetchone()
+            finally:
+                self._pool.putconn(conn)
+        try:
+            cursor = self._settle()
+            try:
+                return cursor.execute(query, params).fetchone()
+            finally:
+                if cursor.connection.pgconn.transaction_status != IDLE:
+                    # Broken or mid-transaction: the pool resets or replaces it.
+                    self._drop_resident()
+        finally:
+            self._resident_busy.release()
+
+    def read(
+        self,
+        domids: Collection[int],
+        query: LiteralString,
+        params: Sequence[object],
+        domain: object = None,
+        userid: str | None = None,
+    ) -> Row | None:
+        """The first row of *query* on the connection for *domids*, as
+        ``connection_for`` chooses it, psycopg's errors translated: the
+        resident connection's cursor unless a session lock is held or lost."""
+        if self._pinned is not None or self._lost:
+            with self.connection_for(domids, domain, userid) as conn:
+                return conn.execute(query, params, binary=True).fetchone()
+        try:
+            return self.fetch(query, params)
+        except psycopg.Error as exc:
+            self.fail(exc, domain, userid)
+
     def borrow(self) -> Connection:
         """The resident connection, or one from the pool while it is busy;
-        hand it back with ``give_back``. (Not a context manager: this is the
-        fused calls' hot path.)"""
+        hand it back with ``give_back``."""
         if not self._resident_busy.acquire(blocking=False):
             return self._pool.getconn()
         try:
-            conn = self._resident
-            if conn is None or hung_up(conn):
-                if conn is not None:
-                    self._resident = None
-                    conn.close()
-                    self._pool.putconn(conn)
-                conn = self._resident = self._pool.getconn()
-            return conn
+            self._settle()
         except BaseException:
             self._resident_busy.release()
             raise
+        assert self._resident is not None
+        return self._resident
 
     def give_back(self, conn: Connection) -> None:
         if conn is not self._resident:
@@ -203,8 +281,7 @@ class Session:
             return
         if conn.pgconn.transaction_status != IDLE:
             # Broken or mid-transaction: the pool resets or replaces it.
-            self._resident = None
-            self._pool.putconn(conn)
+            self._drop_resident()
         self._resident_busy.release()
 
     @contextmanager
@@ -256,7 +333,11 @@ class Session:
             self._pinned = None
             self._pool.putconn(conn)
 
-    def lock(self, domid: int, timeout: float) -> _DomainLock:
+    def lock(self, domid: int, timeout: float) -> _DomainLock | _Taken:
+        kept = self.kept.get(domid)
+        if kept is not None:
+            kept.check()
+            return _TAKEN
         if self._pinned is None:
             try:
                 self._pinned = self._pool.getconn()
@@ -336,7 +417,8 @@ class Session:
             os.close(fd)
         if fds and answer == b'{"ok": true}':
             os.set_inheritable(fds[0], False)
-            return _KeptLock(self, fds[0], domid)
+            handed = self.kept[domid] = _KeptLock(self, fds[0], domid)
+            return handed
         for fd in fds:
             os.close(fd)
         error = json.loads(answer).get("error") if answer else "it exited before taking the lock"
@@ -367,7 +449,10 @@ class Session:
             return None
         with self.connection_for((), domid) as conn:
             row = conn.execute(_KEPT, (self.host, domid, KEEPER_NAME.format(pid=pid))).fetchone()
-        return held if row is not None and row[0] else None
+        if row is None or not row[0]:
+            return None
+        self.kept[domid] = held
+        return held
 
     def connect(self) -> Connection:
         """A connection of its own, outside the pool (a follower's); psycopg's errors are the caller's."""
@@ -376,8 +461,7 @@ class Session:
     def close(self) -> None:
         if self._resident is not None:
             with suppress(psycopg.Error):
-                self._pool.putconn(self._resident)
-            self._resident = None
+                self._drop_resident()
         if self._pinned is not None:
             with suppress(psycopg.Error):
                 self._pool.putconn(self._pinned)
