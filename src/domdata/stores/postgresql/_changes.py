@@ -139,6 +139,8 @@ MIGRATION: tuple[LiteralString, ...] = (
 #: ``domdata_trim_changes`` runs in its readers' transactions; a writer calls
 #: it only as a backstop for a store nobody reads, every 256th revision, and
 #: it deletes only once more than 65,536 changes beyond retention are kept.
+#: It restates migration 4's trigger function whole, on purpose: migrations
+#: are append-only, so a released one is never edited.
 TRIM_MIGRATION: tuple[LiteralString, ...] = (
     "ALTER TABLE changes DROP CONSTRAINT changes_op_check",
     # What retention lets go, at most p_limit changes, once more than
