@@ -25,15 +25,37 @@ NOT_NEEDED = [
     "libvirt",
 ]
 
+#: Runs one command line through an entry point (``domdata.cli``: click's; or
+#: ``domdata._cli.fast``: the ``domdata`` command's), then lists what it imported.
 PROBE = """
 import sys
-from domdata.cli import main
+from {entry} import main
 try:
     main()
 except SystemExit as exc:
     assert not exc.code, exc.code
 print(sorted(sys.modules), file=sys.stderr)
 """
+CLICK, FAST = "domdata.cli", "domdata._cli.fast"
+
+
+def _imported(entry: str, args: list[str], env: dict[str, str] | None = None) -> set[str]:
+    """The modules a process running *args* through *entry* imported (stdin: one byte)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE.format(entry=entry), *args],
+        env=env,
+        input=b"x",
+        capture_output=True,
+        check=True,
+    )
+    modules: list[str] = json.loads(probe.stderr.decode().replace("'", '"'))
+    return set(modules)
+
+
+def _with_web1(env: dict[str, str]) -> dict[str, str]:
+    """*env*, whose store now has the managed domain web1."""
+    subprocess.run([sys.executable, "-m", "domdata", "domain", "create", "web1"], env=env, check=True)
+    return env
 
 
 @pytest.mark.parametrize(
@@ -47,19 +69,14 @@ print(sorted(sys.modules), file=sys.stderr)
 )
 def test_a_single_item_command_imports_only_what_it_runs(tmp_path: Path, args: list[str]) -> None:
     env = {**os.environ, "DOMDATA_STORE": f"sqlite://{tmp_path / 'x.db'}"}
-    subprocess.run([sys.executable, "-m", "domdata", "domain", "create", "web1"], env=env, check=True)
-    probe = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], env=env, input=b"x", capture_output=True, check=True
-    )
-    modules = set(json.loads(probe.stderr.decode().replace("'", '"')))
+    modules = _imported(CLICK, args, _with_web1(env))
     assert "domdata.stores.sqlite" in modules
     assert [m for m in NOT_NEEDED if m in modules] == []
 
 
 def test_help_and_completion_load_no_command_module_they_do_not_run() -> None:
     # --help lists every command, so it loads the lazy ones: their imports must stay light.
-    probe = subprocess.run([sys.executable, "-c", PROBE, "--help"], capture_output=True, check=True)
-    modules = set(json.loads(probe.stderr.decode().replace("'", '"')))
+    modules = _imported(CLICK, ["--help"])
     assert "domdata._cli.transfer" in modules
     assert [m for m in ("tarfile", "importlib.metadata", "domdata._cli.archive") if m in modules] == []
 
@@ -93,17 +110,6 @@ NOT_NEEDED_FAST = [
     "domdata._handoff",
 ]
 
-PROBE_FAST = """
-import sys
-from domdata._cli.fast import main
-try:
-    main()
-except SystemExit as exc:
-    assert not exc.code, exc.code
-print(sorted(sys.modules), file=sys.stderr)
-"""
-
-
 @pytest.mark.parametrize(
     "args",
     [
@@ -115,11 +121,7 @@ print(sorted(sys.modules), file=sys.stderr)
 )
 def test_the_entry_point_runs_a_single_item_command_without_click(tmp_path: Path, args: list[str]) -> None:
     env = {**os.environ, "DOMDATA_STORE": f"sqlite://{tmp_path / 'x.db'}"}
-    subprocess.run([sys.executable, "-m", "domdata", "domain", "create", "web1"], env=env, check=True)
-    probe = subprocess.run(
-        [sys.executable, "-c", PROBE_FAST, *args], env=env, input=b"x", capture_output=True, check=True
-    )
-    modules = set(json.loads(probe.stderr.decode().replace("'", '"')))
+    modules = _imported(FAST, args, _with_web1(env))
     assert "domdata.stores.sqlite" in modules
     assert [m for m in NOT_NEEDED_FAST if m in modules] == []
 
@@ -127,16 +129,10 @@ def test_the_entry_point_runs_a_single_item_command_without_click(tmp_path: Path
 def test_the_default_store_is_found_without_platformdirs(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DOMDATA_STORE"}
     env["XDG_STATE_HOME"] = str(tmp_path / "state")
-    subprocess.run([sys.executable, "-m", "domdata", "domain", "create", "web1"], env=env, check=True)
-    probe = subprocess.run(
-        [sys.executable, "-c", PROBE_FAST, "retrieve", "web1", "xl"], env=env, capture_output=True, check=True
-    )
-    modules = set(json.loads(probe.stderr.decode().replace("'", '"')))
+    modules = _imported(FAST, ["retrieve", "web1", "xl"], _with_web1(env))
     assert (tmp_path / "state" / "domdata" / "domdata.db").is_file()
     assert [m for m in NOT_NEEDED_FAST if m in modules] == []
 
 
 def test_the_entry_point_hands_anything_else_to_click() -> None:
-    probe = subprocess.run([sys.executable, "-c", PROBE_FAST, "--help"], capture_output=True, check=True)
-    modules = set(json.loads(probe.stderr.decode().replace("'", '"')))
-    assert {"click", "domdata.cli"} <= modules
+    assert {"click", "domdata.cli"} <= _imported(FAST, ["--help"])
