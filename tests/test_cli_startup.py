@@ -106,6 +106,7 @@ NOT_NEEDED_FAST = [
     "signal",
     "threading",
     "weakref",
+    "contextlib",
     "domdata._xen_view",
     "domdata._handoff",
 ]

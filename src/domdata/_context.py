@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from _thread import RLock
-from contextlib import contextmanager
 
 from ._changes import Change, ChangeFeed, Listing, Retention
 from ._errors import (
@@ -46,6 +45,7 @@ from .stores.base import NoDomain
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from contextlib import AbstractContextManager
     from types import TracebackType
 
     from . import _handoff
@@ -69,6 +69,50 @@ def _forked() -> None:
 
 
 os.register_at_fork(after_in_child=_forked)
+
+
+class _Locked:
+    """The domain's lock taken for one call (None: the context holds it already),
+    released when the ``with`` block ends. A class, not a generator: a
+    single-item command imports no contextlib (issue 12)."""
+
+    __slots__ = ("_lock", "incarnation")
+
+    def __init__(self, incarnation: Incarnation, lock: HeldLock | None) -> None:
+        self.incarnation = incarnation
+        self._lock = lock
+
+    def __enter__(self) -> Incarnation:
+        return self.incarnation
+
+    def __exit__(self, *exc: object) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+
+class _Held:
+    """What ``Context.lock(domid)`` returns: its lock, held for the ``with`` block."""
+
+    __slots__ = ("_domid", "_enter", "_leave", "_taken")
+
+    def __init__(
+        self,
+        enter: Callable[[object], tuple[int, Incarnation, HeldLock | None]],
+        leave: Callable[[int, HeldLock | None], None],
+        domid: object,
+    ) -> None:
+        self._enter, self._leave, self._domid = enter, leave, domid
+        self._taken: tuple[int, HeldLock | None] | None = None
+
+    def __enter__(self) -> Incarnation:
+        domid, incarnation, lock = self._enter(self._domid)
+        self._taken = (domid, lock)
+        return incarnation
+
+    def __exit__(self, *exc: object) -> None:
+        if self._taken is not None:
+            taken, self._taken = self._taken, None
+            self._leave(*taken)
 
 
 class Context:
@@ -196,39 +240,43 @@ class Context:
                 raise self._no_domain(domid)
             lock.discard()
 
-    @contextmanager
-    def _locked(self, domid: int) -> Iterator[Incarnation]:
-        incarnation, lock = self._acquire(domid)
-        try:
-            yield incarnation
-        finally:
-            if lock is not None:
-                lock.release()
+    def _locked(self, domid: int) -> _Locked:
+        """The domain's lock for one call: ``with self._locked(domid) as incarnation``."""
+        return _Locked(*self._acquire(domid))
 
-    @contextmanager
-    def lock(self, domid: int) -> Iterator[Incarnation]:
+    def lock(self, domid: int) -> _Held:
         """Hold the domain's lock for a read-modify-write spanning several calls.
 
         Calls made on this context inside the block use the held lock. Other
         contexts and processes wait (up to ``lock_timeout``, then LockTimeout).
         Yields the domain's incarnation; DomainNotFound if it is not alive.
         """
-        domid = self._checked_domid(domid)
-        with self._mutex:
-            incarnation, lock = self._acquire(domid)
-            if lock is None:
-                # Already held by this context: the outer block releases it.
-                yield incarnation
-                return
-            self._held[domid] = incarnation
-            try:
-                yield incarnation
-            finally:
+        return _Held(self._hold, self._unhold, domid)
+
+    def _hold(self, domid: object) -> tuple[int, Incarnation, HeldLock | None]:
+        """``lock()``'s entry: the context's mutex, then the domain's lock,
+        kept as held (none when the context holds it already)."""
+        checked = self._checked_domid(domid)
+        self._mutex.acquire()
+        try:
+            incarnation, lock = self._acquire(checked)
+        except BaseException:
+            self._mutex.release()
+            raise
+        if lock is not None:
+            self._held[checked] = incarnation
+        return checked, incarnation, lock
+
+    def _unhold(self, domid: int, lock: HeldLock | None) -> None:
+        """``lock()``'s exit: what ``_hold`` took, released (the outer block releases a lock held twice)."""
+        try:
+            if lock is not None:
                 del self._held[domid]
                 lock.release()
+        finally:
+            self._mutex.release()
 
-    @contextmanager
-    def handoff(self, domid: int) -> Iterator[_handoff.HandOff]:
+    def handoff(self, domid: int) -> AbstractContextManager[_handoff.HandOff]:
         """Hold the domain's lock as ``lock()`` does, on a handle that child
         processes inherit, so that their domdata calls on this domain, in this
         store, use it::
@@ -242,6 +290,11 @@ class Context:
         destroys it, they raise DomainNotFound. Take it instead of ``lock()``
         (RuntimeError inside a ``lock()`` of the same domain).
         """
+        from contextlib import contextmanager  # a hand-off is rare: single calls import no contextlib
+
+        return contextmanager(self._handing_off)(domid)
+
+    def _handing_off(self, domid: int) -> Iterator[_handoff.HandOff]:
         from . import _handoff  # only a process handing a lock off loads it
 
         domid = self._checked_domid(domid)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from contextlib import contextmanager
 
 from .._changes import ChangeFeed
 from .._errors import DomainExists, InvalidURL, LockTimeout, StoreUnavailable
@@ -197,25 +196,10 @@ class Database:
                 self.fail(exc, domain, userid)
         return self.retry(lambda: db.execute(sql, params), domain, userid, since).rowcount
 
-    @contextmanager
-    def transact(self) -> Iterator[sqlite3.Connection]:
+    def transact(self) -> _Transaction:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; SQLite's
-        errors inside become domdata's."""
-        db = self.connection
-        self.retry(lambda: db.execute("BEGIN IMMEDIATE"))
-        try:
-            yield db
-        except sqlite3.Error as exc:
-            db.rollback()
-            self.fail(exc)
-        except BaseException:
-            db.rollback()
-            raise
-        try:
-            self.retry(lambda: db.execute("COMMIT"))
-        except BaseException:
-            db.rollback()
-            raise
+        errors inside become domdata's: ``with db.transact() as connection``."""
+        return _Transaction(self)
 
     def setup(self, durable: bool) -> None:
         """Refuse a database that is not domdata's (or is of a newer domdata)
@@ -254,6 +238,34 @@ class Database:
 
     def close(self) -> None:
         self.connection.close()
+
+
+class _Transaction:
+    """``Database.transact()``. A class, not a generator: a single-item
+    command imports no contextlib (issue 12)."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        connection = self._db.connection
+        self._db.retry(lambda: connection.execute("BEGIN IMMEDIATE"))
+        return connection
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        connection = self._db.connection
+        if exc is not None:
+            connection.rollback()
+            if isinstance(exc, sqlite3.Error):
+                self._db.fail(exc)
+            return
+        try:
+            self._db.retry(lambda: connection.execute("COMMIT"))
+        except BaseException:
+            connection.rollback()
+            raise
 
 
 class SQLiteStore(HandsOff, ChangeFeed):

@@ -39,7 +39,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from contextlib import contextmanager
 
 from .._changes import Change, Listing, Retention, changes_lost
 from .._errors import StoreUnavailable
@@ -113,6 +112,24 @@ _MAX_DELAY = 0.032
 _SAFETY = 5.0
 
 
+class _RecordedAs:
+    """``SQLiteFeed.recorded_as()``: the cause written on entry, cleared when
+    the block succeeds (on an error the transaction is rolled back whole). A
+    class, not a generator: a single-item command imports no contextlib."""
+
+    __slots__ = ("_db", "_op")
+
+    def __init__(self, db: sqlite3.Connection, op: Removal) -> None:
+        self._db, self._op = db, op
+
+    def __enter__(self) -> None:
+        self._db.execute("INSERT INTO change_cause (id, op) VALUES (1, ?)", (self._op,))
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if exc is None:
+            self._db.execute("DELETE FROM change_cause")
+
+
 class SQLiteFeed:
     """The change feed of one SQLite store: its recording (triggers, and the
     cause of a removal) and its reading (a follower's own connection)."""
@@ -129,12 +146,9 @@ class SQLiteFeed:
             "UPDATE change_retention SET changes = ?, seconds = ?", (retention.changes, retention.seconds)
         )
 
-    @contextmanager
-    def recorded_as(self, db: sqlite3.Connection, op: Removal) -> Iterator[None]:
-        """Inside a transaction: items deleted in the block are changes of *op*."""
-        db.execute("INSERT INTO change_cause (id, op) VALUES (1, ?)", (op,))
-        yield
-        db.execute("DELETE FROM change_cause")
+    def recorded_as(self, db: sqlite3.Connection, op: Removal) -> _RecordedAs:
+        """Inside a transaction: items deleted in the ``with`` block are changes of *op*."""
+        return _RecordedAs(db, op)
 
     # -- reading -------------------------------------------------------------
 
