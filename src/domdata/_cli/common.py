@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from types import FrameType
-    from typing import BinaryIO
+    from typing import BinaryIO, NoReturn
 
     from domdata import Context, Item
 
@@ -212,7 +212,7 @@ def interrupt(signum: int, frame: FrameType | None) -> None:
     raise Interrupted
 
 
-def quiet_exit(status: int) -> None:
+def quiet_exit(status: int) -> NoReturn:
     """Exit with *status*, and let no flush at exit write to a pipe that is gone."""
     try:
         stdout = sys.stdout.fileno() if sys.stdout is not None else 1

@@ -44,7 +44,7 @@ from .common import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from typing import BinaryIO
+    from typing import BinaryIO, NoReturn
 
     from domdata import Context
 
@@ -188,8 +188,20 @@ def run(call: _Call, stream: BinaryIO | None) -> None:
         raise SystemExit(status)
 
 
+def exit_now() -> NoReturn:
+    """Exit with status 0 without Python's finalisation: once ``main`` has
+    returned, the command's output is written and its store closed, so there
+    is nothing left to do but tear down every module, a tenth of a
+    single-item command's time."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()  # nothing is left to write (every write flushes and reports its failure)
+    os._exit(0)
+
+
 def main() -> None:
-    """``domdata`` and ``python -m domdata``."""
+    """``domdata`` and ``python -m domdata``: returns when a single-item
+    command succeeded; exits (SystemExit) otherwise, and through click."""
     plug_closed_descriptors()
     try:
         call = parse(sys.argv[1:], os.environ)
