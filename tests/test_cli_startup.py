@@ -107,6 +107,7 @@ NOT_NEEDED_FAST = [
     "threading",
     "weakref",
     "contextlib",
+    "struct",
     "domdata._xen_view",
     "domdata._handoff",
 ]

@@ -4,9 +4,11 @@ puts in the WAL, the work of the feed's triggers, the modules it imports."""
 from __future__ import annotations
 
 import ast
+import fcntl
 import itertools
 import os
 import sqlite3
+import struct
 from pathlib import Path
 
 import pytest
@@ -189,3 +191,10 @@ def test_a_single_item_command_imports_no_typing_for_the_sqlite_store(module: ob
     ]
     assert "os" in imported or "time" in imported or "struct" in imported  # the walk sees imports
     assert "typing" not in imported
+
+
+@pytest.mark.parametrize("kind", [fcntl.F_RDLCK, fcntl.F_WRLCK, fcntl.F_UNLCK])
+@pytest.mark.parametrize("domid", [0, 1, 255, 256, 0x7FEF, 2**31, 2**32 - 1])
+def test_the_range_lock_request_is_struct_flock(kind: int, domid: int) -> None:
+    """The lock request, packed by hand (no struct import), is what struct packs."""
+    assert _ofdlock.flock_request(kind, domid) == struct.pack("hhxxxxqqixxxx", kind, os.SEEK_SET, domid, 1, 0)

@@ -17,13 +17,24 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import struct
+import sys
 
 from .._errors import LockTimeout
 from ._wait import wait_for
 
-# struct flock on LP64 Linux: short type, short whence, off_t start, off_t len, pid_t pid.
-_FLOCK = struct.Struct("hhxxxxqqixxxx")
+_ORDER = sys.byteorder
+#: l_len, one byte, in native order.
+_ONE_BYTE = (1).to_bytes(8, _ORDER)
+
+
+def flock_request(kind: int, domid: int) -> bytes:
+    """struct flock on LP64 Linux for the byte at *domid*, as
+    ``struct.pack("hhxxxxqqixxxx", kind, SEEK_SET, domid, 1, 0)`` packs it
+    (without importing struct: issue 12): short l_type, short l_whence
+    (SEEK_SET, 0), 4 bytes of padding, off_t l_start, off_t l_len, pid_t
+    l_pid (0), 4 bytes of padding."""
+    return kind.to_bytes(2, _ORDER) + bytes(6) + domid.to_bytes(8, _ORDER) + _ONE_BYTE + bytes(8)
+
 _CONFLICT = (errno.EAGAIN, errno.EACCES)
 _OPEN = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
 
@@ -67,14 +78,14 @@ class RangeLocks:
             theirs, mine = os.fstat(fd), os.fstat(self._fd)
             if fd == self._fd or (theirs.st_dev, theirs.st_ino) != (mine.st_dev, mine.st_ino):
                 return None
-            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, domid, 1, 0))
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, flock_request(fcntl.F_WRLCK, domid))
         except OSError:
             return None
         self._shared[domid] = fd
         return _AdoptedRange(fd)
 
     def _take(self, fd: int, domid: int, timeout: float) -> None:
-        request = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, domid, 1, 0)
+        request = flock_request(fcntl.F_WRLCK, domid)
         # Tried once before any waiting machinery: a free lock is the usual case.
         if _tried(fd, request):
             return
@@ -106,7 +117,7 @@ class _HeldRange:
         self._domid = domid
 
     def release(self) -> None:
-        fcntl.fcntl(self._fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, self._domid, 1, 0))
+        fcntl.fcntl(self._fd, fcntl.F_OFD_SETLK, flock_request(fcntl.F_UNLCK, self._domid))
 
     # The lock is keyed by domid: nothing of an ended incarnation is left to remove.
     discard = release
