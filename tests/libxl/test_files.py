@@ -375,8 +375,10 @@ def test_a_broken_record_index_fails_cleanly_and_releases_the_lock(tmp_path: Pat
         (tmp_path / record_name(dom.incarnation)).unlink()
         with pytest.raises(domdata.StoreUnavailable):
             ctx.retrieve(dom.domid, "xl")
-        # The failed call let go of the domain's lock: libxl could take it now.
-        fd = os.open(tmp_path / f"userdata-l.{dom.domid}.{dom.uuid}.domain-userdata-lock", os.O_RDWR)
+        # The failed call let go of the domain's lock (found ended under it, the
+        # lock file was unlinked before closing): libxl could take it now.
+        lock = tmp_path / f"userdata-l.{dom.domid}.{dom.uuid}.domain-userdata-lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:

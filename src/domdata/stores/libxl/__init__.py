@@ -19,7 +19,8 @@ The package, one concern a module:
     _names.py      file names, parsing them, the URL (no I/O)
     _directory.py  the directory: every file operation, the directory lock
     _lock.py       the domain's lock (flock + inode re-check) and the kept lock files
-    _domains.py    the managed domain table (record files and index links)
+    _domains.py    the managed domain table (record files and index links), and its
+                   one-step calls: lock the incarnation, check its record, act
     _store.py      LibxlStore: the item operations, the sweep and the reap rule
 """
 

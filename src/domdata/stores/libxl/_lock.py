@@ -26,6 +26,7 @@ from ._names import LOCK_USERID, Entry, item_name
 #: Unheld lock files a store keeps open between calls (one descriptor each).
 KEPT_LOCKS = 64
 
+_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
 _LOCK = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -86,12 +87,15 @@ class LockFiles:
             # The common case, without the waiting loop: the kept file, free, still at its path.
             kept = candidate
             try:
-                if _try_flock(kept.fd):
-                    if self._names_inode(kept):
-                        self._held[incarnation] = kept
-                        return kept
-                    os.close(kept.fd)  # its holder released it by unlinking
-                    candidate = None
+                # flock inline (not _try_flock): this is every single call's lock.
+                fcntl.flock(kept.fd, _EX_NB)
+                if self._names_inode(kept):
+                    self._held[incarnation] = kept
+                    return kept
+                os.close(kept.fd)  # its holder released it by unlinking
+                candidate = None
+            except BlockingIOError:
+                pass  # held: wait for it below
             except BaseException:
                 os.close(kept.fd)
                 raise

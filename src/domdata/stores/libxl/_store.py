@@ -14,7 +14,7 @@ from ..._types import Incarnation, Item
 from ..._userid import is_userid
 from ..._xen_view import XenView
 from .._handoff import HandsOff
-from ..base import DomainTable, Holdings, SharedDirectory, StoreDescription, StoreOptions
+from ..base import Holdings, OneStepTable, SharedDirectory, StoreDescription, StoreOptions
 from ._changes import LibxlFeed
 from ._directory import Directory
 from ._domains import LibxlDomains
@@ -54,7 +54,16 @@ class LibxlStore(SharedDirectory, HandsOff, ChangeFeed):
         self._locks = LockFiles(self._dir)
         self._feed = LibxlFeed(self._dir, options.retention)
         self._lock_timeout = options.lock_timeout
-        self._domains = LibxlDomains(self._dir, self.files_of, self.drop, options.lock_timeout)
+        self._domains = LibxlDomains(
+            self._dir,
+            self._locks,
+            get=self.get,
+            put=self.put,
+            delete=self.delete,
+            files_of=self.files_of,
+            drop=self.drop,
+            lock_timeout=options.lock_timeout,
+        )
         #: Following a boot, when it started: an item file changed before is of an earlier boot.
         self._started: float | None = None
 
@@ -324,7 +333,7 @@ class LibxlStore(SharedDirectory, HandsOff, ChangeFeed):
                 store=self.url,
             )
 
-    def domain_table(self) -> DomainTable:
+    def domain_table(self) -> OneStepTable:
         return self._domains
 
     def changes(self, domid: int | None, since: int | None, follow: bool) -> Iterator[Change]:
