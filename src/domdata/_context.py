@@ -351,7 +351,8 @@ class Context:
 
     def _checked(self, domid: object, userid: object) -> tuple[int, str]:
         """Validate a call's domid and userid; errors name the store and both."""
-        self._usable()
+        if self._forks != _forks:  # _usable() inline: every call's path
+            self._usable()
         try:
             return check_domid(domid), check_userid(userid)
         except (InvalidDomain, InvalidUserid) as exc:
@@ -437,6 +438,8 @@ class Context:
         with self._mutex:
             if self._one_step is not None and domid not in self._held:
                 data = self._one_step.get_item(domid, userid, self.lock_timeout)
+                if type(data) is bytes and data:
+                    return data  # the common case, before the rarer ones
                 if isinstance(data, NoDomain):
                     raise self._no_domain(domid, userid)
                 return self._item(data, domid, userid)

@@ -27,6 +27,7 @@ from ._names import LOCK_USERID, Entry, item_name
 KEPT_LOCKS = 64
 
 _EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
+_UN = fcntl.LOCK_UN
 _LOCK = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -87,15 +88,20 @@ class LockFiles:
             # The common case, without the waiting loop: the kept file, free, still at its path.
             kept = candidate
             try:
-                # flock inline (not _try_flock): this is every single call's lock.
+                # flock and re-check inline (not _try_flock, _names_inode): this is
+                # every single call's lock.
                 fcntl.flock(kept.fd, _EX_NB)
-                if self._names_inode(kept):
+                now = os.stat(kept.name, dir_fd=self.directory.fd, follow_symlinks=False)
+                if now.st_ino == kept.ino and now.st_dev == kept.dev:
                     self._held[incarnation] = kept
                     return kept
                 os.close(kept.fd)  # its holder released it by unlinking
                 candidate = None
             except BlockingIOError:
                 pass  # held: wait for it below
+            except FileNotFoundError:
+                os.close(kept.fd)  # its holder released it by unlinking
+                candidate = None
             except BaseException:
                 os.close(kept.fd)
                 raise
@@ -181,7 +187,7 @@ class LockFiles:
         if lock.doomed or lock.handed:
             os.close(lock.fd)
             return
-        fcntl.flock(lock.fd, fcntl.LOCK_UN)
+        fcntl.flock(lock.fd, _UN)
         self._kept[lock.incarnation] = lock
         if len(self._kept) > KEPT_LOCKS:
             os.close(self._kept.popitem(last=False)[1].fd)
