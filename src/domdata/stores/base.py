@@ -218,9 +218,10 @@ NO_DOMAIN = NoDomain()
 class OneStepTable(DomainTable):
     """A managed-domain face that acts on an item in one step: it takes the
     domain's lock, finds the domain in its own table and acts, in one
-    statement or one round trip, so the domain check comes after the lock as
-    the contract wants. Each call returns NO_DOMAIN when the domid names no
-    managed domain (the contract layer raises DomainNotFound)."""
+    statement or one round trip (or one call over files), so the domain check
+    comes after the lock as the contract wants. Each call returns NO_DOMAIN
+    when the domid names no managed domain (the contract layer raises
+    DomainNotFound)."""
 
     @abstractmethod
     def get_item(self, domid: int, userid: str, timeout: float) -> bytes | NoDomain | None:
