@@ -38,7 +38,7 @@ def is_userid(text: str) -> bool:
 
 def check_userid(userid: object) -> str:
     """Return *userid* if it is valid, else raise InvalidUserid naming the broken rule."""
-    if userid in _valid_cache:
+    if type(userid) is str and userid in _valid_cache:  # str first: a list is not hashable
         return userid
     if not isinstance(userid, str):
         raise InvalidUserid(f"a userid is a str, not {type(userid).__name__}")

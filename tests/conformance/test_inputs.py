@@ -109,10 +109,16 @@ def test_invalid_userid_message_names_the_rule(
         ctx.store(dom.domid, userid, b"x")
 
 
-@pytest.mark.parametrize("userid", [b"xl", 7, None])
+@pytest.mark.parametrize("userid", [b"xl", 7, None, ["xl"], {"xl": 1}, bytearray(b"xl")])
 def test_non_str_userid_is_refused(ctx: domdata.Context, dom: Domain, userid: object) -> None:
-    with pytest.raises(domdata.InvalidUserid, match="str"):
-        ctx.store(dom.domid, userid, b"x")  # type: ignore[arg-type]
+    # Unhashable ones too: a set of known userids must not turn them into TypeError.
+    for call in (
+        lambda: ctx.store(dom.domid, userid, b"x"),  # type: ignore[arg-type]
+        lambda: ctx.retrieve(dom.domid, userid),  # type: ignore[arg-type]
+        lambda: ctx.unlink(dom.domid, userid),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(domdata.InvalidUserid, match="str"):
+            call()
 
 
 @pytest.mark.parametrize("data", ["text", 42, None, [1, 2], {"a": 1}])
