@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import ast
 import fcntl
+import importlib.util
 import itertools
 import os
 import sqlite3
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -198,3 +200,21 @@ def test_a_single_item_command_imports_no_typing_for_the_sqlite_store(module: ob
 def test_the_range_lock_request_is_struct_flock(kind: int, domid: int) -> None:
     """The lock request, packed by hand (no struct import), is what struct packs."""
     assert _ofdlock.flock_request(kind, domid) == struct.pack("hhxxxxqqixxxx", kind, os.SEEK_SET, domid, 1, 0)
+
+
+@pytest.mark.parametrize("order", ["little", "big"])
+def test_the_range_lock_request_is_struct_flock_in_either_byte_order(
+    monkeypatch: pytest.MonkeyPatch, order: str
+) -> None:
+    """A copy of the module loaded as on a machine of that byte order packs as struct does there."""
+    monkeypatch.setattr(sys, "byteorder", order)
+    spec = importlib.util.spec_from_file_location("ofdlock_copy", _ofdlock.__file__)
+    assert spec is not None
+    assert spec.loader is not None
+    copy = importlib.util.module_from_spec(spec)
+    monkeypatch.setattr(copy, "__package__", "domdata.stores")
+    spec.loader.exec_module(copy)
+    mark = "<" if order == "little" else ">"
+    for kind, domid in [(fcntl.F_WRLCK, 0), (fcntl.F_UNLCK, 7), (fcntl.F_RDLCK, 2**32 - 1)]:
+        packed = struct.pack(mark + "hhxxxxqqixxxx", kind, os.SEEK_SET, domid, 1, 0)
+        assert copy.flock_request(kind, domid) == packed

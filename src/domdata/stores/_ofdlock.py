@@ -23,17 +23,25 @@ from .._errors import LockTimeout
 from ._wait import wait_for
 
 _ORDER = sys.byteorder
-#: l_len, one byte, in native order.
-_ONE_BYTE = (1).to_bytes(8, _ORDER)
+
+
+def _at(offset: int, size: int) -> int:
+    """The shift that puts a field of *size* bytes at *offset* of a 32-byte native-order integer."""
+    return 8 * offset if _ORDER == "little" else 8 * (32 - offset - size)
+
+
+# struct flock on LP64 Linux: short l_type at 0, short l_whence at 2 (SEEK_SET:
+# 0), off_t l_start at 8, off_t l_len at 16, pid_t l_pid at 24 (0), 32 bytes.
+_TYPE_AT, _START_AT = _at(0, 2), _at(8, 8)
+_ONE_BYTE = 1 << _at(16, 8)
 
 
 def flock_request(kind: int, domid: int) -> bytes:
-    """struct flock on LP64 Linux for the byte at *domid*, as
-    ``struct.pack("hhxxxxqqixxxx", kind, SEEK_SET, domid, 1, 0)`` packs it
-    (without importing struct: issue 12): short l_type, short l_whence
-    (SEEK_SET, 0), 4 bytes of padding, off_t l_start, off_t l_len, pid_t
-    l_pid (0), 4 bytes of padding."""
-    return kind.to_bytes(2, _ORDER) + bytes(6) + domid.to_bytes(8, _ORDER) + _ONE_BYTE + bytes(8)
+    """struct flock for the byte at *domid*, as ``struct.pack("hhxxxxqqixxxx",
+    kind, SEEK_SET, domid, 1, 0)`` packs it, without importing struct (issue
+    12): one integer, converted once (as quick as struct's pack)."""
+    return (kind << _TYPE_AT | domid << _START_AT | _ONE_BYTE).to_bytes(32, _ORDER)
+
 
 _CONFLICT = (errno.EAGAIN, errno.EACCES)
 _OPEN = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
