@@ -105,6 +105,8 @@ class _Held:
         self._taken: tuple[int, HeldLock | None] | None = None
 
     def __enter__(self) -> Incarnation:
+        if self._taken is not None:
+            raise RuntimeError("this ctx.lock() is already entered: nest another ctx.lock() instead")
         domid, incarnation, lock = self._enter(self._domid)
         self._taken = (domid, lock)
         return incarnation

@@ -270,6 +270,22 @@ def test_destroy_inside_the_lock_ends_the_domain_for_later_calls(
     assert [i for i in ctx.list() if i.domid == dom.domid] == []
 
 
+def test_one_lock_object_entered_twice_is_refused_and_leaks_nothing(
+    setup: Setup, ctx: domdata.Context, dom: Domain
+) -> None:
+    held = ctx.lock(dom.domid)
+    with held:
+        with pytest.raises(RuntimeError, match="already entered"), held:
+            pytest.fail("one ctx.lock() entered twice at once")
+        ctx.store(dom.domid, "xl", b"inside")
+    # The outer block released the lock: another context gets it at once.
+    with setup.context(lock_timeout=0.3) as other:
+        other.store(dom.domid, "xl", b"after")
+        assert other.retrieve(dom.domid, "xl") == b"after"
+    with held:  # and the object may be used again, once left
+        assert ctx.retrieve(dom.domid, "xl") == b"after"
+
+
 def test_lock_is_released_when_the_block_raises(setup: Setup, ctx: domdata.Context, dom: Domain) -> None:
     with pytest.raises(RuntimeError), ctx.lock(dom.domid):
         raise RuntimeError("the caller's own failure")
