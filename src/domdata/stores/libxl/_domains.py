@@ -145,6 +145,8 @@ class LibxlDomains(OneStepTable):
 
     # -- the one-step calls ---------------------------------------------------------
 
+    # The three calls share their shape (lock, act, release), written out rather
+    # than through a callable: a call's cost is what this path is for.
     def get_item(self, domid: int, userid: str, timeout: float) -> bytes | NoDomain | None:
         lock = self._locked(domid, timeout)
         if lock is None:
