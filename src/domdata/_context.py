@@ -246,7 +246,7 @@ class Context:
         """The domain's lock for one call: ``with self._locked(domid) as incarnation``."""
         return _Locked(*self._acquire(domid))
 
-    def lock(self, domid: int) -> _Held:
+    def lock(self, domid: int) -> AbstractContextManager[Incarnation]:
         """Hold the domain's lock for a read-modify-write spanning several calls.
 
         Calls made on this context inside the block use the held lock. Other
