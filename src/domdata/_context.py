@@ -437,7 +437,10 @@ class Context:
         DomainNotFound if the domain is not alive; CorruptItem for a torn item.
         """
         domid, userid = self._checked(domid, userid)
-        with self._mutex:
+        # acquire and release, not `with`: about 0.5 µs less on the most frequent call.
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             if self._one_step is not None and domid not in self._held:
                 data = self._one_step.get_item(domid, userid, self.lock_timeout)
                 if type(data) is bytes and data:
@@ -447,6 +450,8 @@ class Context:
                 return self._item(data, domid, userid)
             with self._locked(domid) as incarnation:
                 return self._item(self._store.get(incarnation, userid), domid, userid)
+        finally:
+            mutex.release()
 
     def unlink(self, domid: int, userid: str) -> bool:
         """Delete the item; whether there was one. DomainNotFound if the domain is not alive."""

@@ -83,28 +83,31 @@ class LockFiles:
 
     def lock(self, incarnation: Incarnation, timeout: float) -> LockFile:
         """flock the incarnation's lock file, then check its path still names that inode."""
-        candidate = self._kept.pop(incarnation, None)
-        if candidate is not None:
-            # The common case, without the waiting loop: the kept file, free, still at its path.
-            kept = candidate
-            try:
-                # flock and re-check inline (not _try_flock, _names_inode): this is
-                # every single call's lock.
-                fcntl.flock(kept.fd, _EX_NB)
-                now = os.stat(kept.name, dir_fd=self.directory.fd, follow_symlinks=False)
-                if now.st_ino == kept.ino and now.st_dev == kept.dev:
-                    self._held[incarnation] = kept
-                    return kept
-                os.close(kept.fd)  # its holder released it by unlinking
-                candidate = None
-            except BlockingIOError:
-                pass  # held: wait for it below
-            except FileNotFoundError:
-                os.close(kept.fd)  # its holder released it by unlinking
-                candidate = None
-            except BaseException:
-                os.close(kept.fd)
-                raise
+        kept = self._kept.pop(incarnation, None)
+        if kept is None:
+            return self._wait(incarnation, None, timeout)
+        # The common case, without the waiting loop: the kept file, free, still at
+        # its path. flock and re-check inline (not _try_flock, _names_inode): this
+        # is every single call's lock.
+        try:
+            fcntl.flock(kept.fd, _EX_NB)
+            now = os.stat(kept.name, dir_fd=self.directory.fd, follow_symlinks=False)
+        except BlockingIOError:
+            return self._wait(incarnation, kept, timeout)  # held: wait for it
+        except FileNotFoundError:
+            os.close(kept.fd)  # its holder released it by unlinking
+            return self._wait(incarnation, None, timeout)
+        except BaseException:
+            os.close(kept.fd)
+            raise
+        if now.st_ino != kept.ino or now.st_dev != kept.dev:
+            os.close(kept.fd)  # its holder released it by unlinking
+            return self._wait(incarnation, None, timeout)
+        self._held[incarnation] = kept
+        return kept
+
+    def _wait(self, incarnation: Incarnation, candidate: LockFile | None, timeout: float) -> LockFile:
+        """Lock the incarnation's file, *candidate* first if one is open, waiting up to *timeout*."""
         got: list[LockFile] = []
 
         def attempt() -> bool:
@@ -180,17 +183,19 @@ class LockFiles:
         return self._held.get(incarnation)
 
     def release(self, lock: LockFile) -> None:
-        if self._held.get(lock.incarnation) is lock:
-            del self._held[lock.incarnation]
+        held = self._held
+        if held.get(lock.incarnation) is lock:
+            del held[lock.incarnation]
         if lock.adopted:
             return
         if lock.doomed or lock.handed:
             os.close(lock.fd)
             return
         fcntl.flock(lock.fd, _UN)
-        self._kept[lock.incarnation] = lock
-        if len(self._kept) > KEPT_LOCKS:
-            os.close(self._kept.pop(next(iter(self._kept))).fd)
+        kept = self._kept
+        kept[lock.incarnation] = lock
+        if len(kept) > KEPT_LOCKS:
+            os.close(kept.pop(next(iter(kept))).fd)
 
     def unlink_lock(self, entry: Entry) -> bool:
         """Unlink a lock file the libxl way: only while holding it, then close."""
