@@ -24,12 +24,13 @@ import struct
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 import domdata
-from domdata._handoff import ENV, Grant
+from domdata._handoff import ENV, MAX_LENGTH, Grant
 from tests.kits import STORE_KITS, StoreKit
 
 BIN = Path(sys.executable).parent
@@ -125,6 +126,12 @@ MADE_UP = [
     "garbage",
     "\u00e9\u00e9",
     "x" * 100_000,
+    "[" * 1000,
+    '{"fd": ' * 200,
+    '[{"fd": 3, "domid": DOM, "uuid": "UUID", "host": HOST}]',
+    '[{"fd": 3, "domid": DOM, "uuid": "UUID", "host": HOST},'
+    ' {"fd": 4, "domid": DOM, "uuid": "UUID", "host": HOST}]',
+    "[]",
 ]
 
 
@@ -164,6 +171,41 @@ def test_a_handle_opened_by_the_forger_itself_waits(tmp_path: Path, kits: None) 
                 {**environ(url), ENV: forged}, f"domdata --lock-timeout {SHORT} retrieve {dom} xl 3<>{locks}"
             )
         assert result.returncode == 6, result.stderr
+
+
+def test_a_deeply_nested_value_is_not_a_grant() -> None:
+    """Short enough to be parsed, too deep for the JSON decoder's recursion."""
+    assert Grant.parse("[" * MAX_LENGTH) is None
+
+
+def test_grants_of_several_domains_are_one_value() -> None:
+    grants = [Grant(3, domdata.Incarnation(n, str(uuid.UUID(int=n))), None) for n in (1, 2)]
+    assert Grant.parse_all(Grant.encode_all(grants[:1])) == grants[:1]
+    assert Grant.encode_all(grants[:1]) == grants[0].encode()  # one domain: one object, as before
+    assert Grant.parse_all(Grant.encode_all(grants)) == grants
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[]",
+        '[{"fd": 3, "domid": 1, "uuid": "00000000-0000-0000-0000-000000000001", "host": null}, 3]',
+        '[{"fd": 3, "domid": 1, "uuid": "00000000-0000-0000-0000-000000000001", "host": null}, {}]',
+        '[[{"fd": 3, "domid": 1, "uuid": "00000000-0000-0000-0000-000000000001", "host": null}]]',
+        "[" + ", ".join(['{"fd": 3, "domid": 1, "uuid": "00000000-0000-0000-0000-000000000001"}'] * 17) + "]",
+    ],
+)
+def test_a_list_with_anything_domdata_does_not_write_grants_nothing(value: str) -> None:
+    assert Grant.parse_all(value) == []
+
+
+def test_nested_locks_of_two_domains_hand_both_on(env: dict[str, str], url: str) -> None:
+    first, second = created(url), created(url)
+    inner = f"domdata --lock-timeout {SHORT}"
+    both = f"printf a | {inner} store {first} xl && printf b | {inner} store {second} xl"
+    result = sh(env, f"domdata lock {first} -- domdata lock {second} -- sh -c '{both}'")
+    assert result.returncode == 0, result.stderr
+    assert sh(env, f"domdata retrieve {first} xl; domdata retrieve {second} xl").stdout == "ab"
 
 
 def test_open_ignores_a_malformed_hand_off(url: str, monkeypatch: pytest.MonkeyPatch) -> None:

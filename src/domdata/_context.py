@@ -156,6 +156,8 @@ class Context:
         # Held domains whose lock is held through a handle other processes share
         # (handed off or inherited): each call re-checks the lock and the domain.
         self._handles: dict[int, AdoptedLock] = {}
+        # domid -> the hand-off of it this context holds (inherited or made): what a child is handed.
+        self._grants: dict[int, _handoff.Grant] = {}
         # The one-step managed calls, when the store keeps the managed domains and has them.
         table = store.domain_table() if isinstance(source, ManagedDomains) else None
         self._one_step = table if isinstance(table, OneStepTable) else None
@@ -308,7 +310,8 @@ class Context:
                 incarnation, again = self._acquire(domid)
                 if again is not None:
                     again.release()
-                yield _handoff.HandOff(incarnation, _handoff.Grant(inherited.fd, incarnation, host))
+                grant = _handoff.Grant(inherited.fd, incarnation, host)
+                yield _handoff.HandOff(incarnation, grant, self._other_grants(domid))
                 return
             if domid in self._held:
                 raise RuntimeError(f"domain {domid}: take ctx.handoff() instead of ctx.lock(), not inside it")
@@ -321,25 +324,35 @@ class Context:
             if not lock.shared:
                 self._held[domid] = incarnation
             self._handles[domid] = lock
+            grant = _handoff.Grant(lock.fd, incarnation, host)
+            self._grants[domid] = grant
             try:
-                yield _handoff.HandOff(incarnation, _handoff.Grant(lock.fd, incarnation, host))
+                yield _handoff.HandOff(incarnation, grant, self._other_grants(domid))
             finally:
-                del self._handles[domid]
+                del self._handles[domid], self._grants[domid]
                 self._held.pop(domid, None)
                 lock.release()
+
+    def _other_grants(self, domid: int) -> tuple[_handoff.Grant, ...]:
+        """The hand-offs this context holds of domains other than *domid*: a
+        child is handed them too, so nested ``domdata lock`` commands of
+        several domains hand each of them down."""
+        return tuple(grant for other, grant in self._grants.items() if other != domid)
 
     def _adopt(self, grant: _handoff.Grant) -> None:
         """Use the lock this process inherited, if the store proves *grant*'s
         handle holds its lock of that incarnation (for this host)."""
         store = self._store
         host = store.host if isinstance(store, ClusterStore) else None
-        if grant.host != host or not isinstance(store, HandsOff):
+        domid = grant.incarnation.domid
+        if grant.host != host or not isinstance(store, HandsOff) or domid in self._handles:
             return
         handle = store.adopt(grant.fd, grant.incarnation)
         if handle is not None:
-            self._handles[grant.incarnation.domid] = handle
+            self._handles[domid] = handle
+            self._grants[domid] = grant
             if not handle.shared:
-                self._held[grant.incarnation.domid] = grant.incarnation
+                self._held[domid] = grant.incarnation
 
     # -- the contract ------------------------------------------------------
 
@@ -714,8 +727,7 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
         if os.environ.get("DOMDATA_LOCKED"):
             from ._handoff import inherited
 
-            grant = inherited()
-            if grant is not None:
+            for grant in inherited():
                 ctx._adopt(grant)
         # Recorded only once everything else about opening has worked.
         ctx._governed = _govern(opened, source, bound, named=domains is not None)
