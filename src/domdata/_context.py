@@ -152,6 +152,8 @@ class Context:
             # A reboot ended every incarnation before it: the store binds items to this boot.
             store.follow_boot(_boot.current(source.spec))
         self._pid = os.getpid()
+        # -1 once closed: every call's fork check (``_checked``) then fails,
+        # and ``_usable`` says which it is, so the closed state costs a call nothing.
         self._forks = _forks
         # Held domains whose lock is held through a handle other processes share
         # (handed off or inherited): each call re-checks the lock and the domain.
@@ -167,11 +169,13 @@ class Context:
     @property
     def bound_source(self) -> str | None:
         """The domain source the store records as governing it (DESIGN section 3)."""
+        self._usable()
         return self._store.bound_source()
 
     @property
     def domains(self) -> DomainSource:
         """The domain source; a ManagedDomains (with create) for ``managed``."""
+        self._usable()
         return self._source
 
     def find(self, dom: str) -> Domain:
@@ -186,6 +190,7 @@ class Context:
     @property
     def managed(self) -> ManagedDomains:
         """The managed domain source; NotManaged if the source is another."""
+        self._usable()
         if isinstance(self._source, ManagedDomains):
             return self._source
         raise NotManaged(
@@ -274,7 +279,8 @@ class Context:
         try:
             if lock is not None:
                 del self._held[domid]
-                lock.release()
+                if self._forks != -1:  # close() let every lock go with the store's handles
+                    lock.release()
         finally:
             self._mutex.release()
 
@@ -344,6 +350,9 @@ class Context:
     # -- the contract ------------------------------------------------------
 
     def _usable(self) -> None:
+        """StoreUnavailable if this context is closed, or is a copy made by fork()."""
+        if self._forks == -1:
+            raise StoreUnavailable("this context is closed: open a new one", store=self._store.url)
         if self._forks != _forks:
             raise StoreUnavailable(
                 f"this context was opened by process {self._pid} and copied by fork():"
@@ -585,6 +594,7 @@ class Context:
         """Which store (URL, where, schema version, host) and source this context uses."""
         from ._report import StoreInfo
 
+        self._usable()
         with self._mutex:
             described = self._store.describe()
             bound = self._store.bound_source()
@@ -600,7 +610,12 @@ class Context:
     # -- lifetime ----------------------------------------------------------
 
     def close(self) -> None:
-        """Close the store and the source."""
+        """Close the store and the source, and with them every lock this
+        context holds. Closing again does nothing; any other call on a closed
+        context raises StoreUnavailable."""
+        if self._forks == -1:
+            return
+        self._forks = -1
         try:
             self._source.close()
         finally:
