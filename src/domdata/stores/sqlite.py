@@ -431,8 +431,11 @@ class _SQLiteDomains(OneStepTable):
                 domid = db.execute(_FREE_DOMID).fetchone()[0]
             elif db.execute("SELECT 1 FROM domains WHERE domid = ?", (domid,)).fetchone():
                 raise DomainExists("a domain with this domid exists", store=url, domain=domid)
-            if name is not None and db.execute("SELECT 1 FROM domains WHERE name = ?", (name,)).fetchone():
-                raise DomainExists(f"a domain named {name!r} exists", store=url, domain=domid)
+            if name is not None:
+                named = db.execute("SELECT domid FROM domains WHERE name = ?", (name,)).fetchone()
+                if named is not None:
+                    # The domain that has the name, not the domid this one would have had.
+                    raise DomainExists(f"a domain named {name!r} exists", store=url, domain=named[0])
             db.execute("INSERT INTO domains (domid, uuid, name) VALUES (?, ?, ?)", (domid, uuid, name))
         assert domid is not None
         return Domain(domid, uuid, name)
