@@ -19,6 +19,8 @@ from ._errors import (
     DomainNotFound,
     InvalidData,
     InvalidDomain,
+    InvalidOption,
+    InvalidURL,
     InvalidUserid,
     NotClustered,
     NotManaged,
@@ -26,7 +28,14 @@ from ._errors import (
     SourceMismatch,
     StoreUnavailable,
 )
-from ._types import DEFAULT_MAX_ITEM_SIZE, Domain, Incarnation, check_domid
+from ._types import (
+    DEFAULT_MAX_ITEM_SIZE,
+    Domain,
+    Incarnation,
+    check_domid,
+    check_lock_timeout,
+    check_max_item_size,
+)
 from ._userid import check_userid
 from .domains import DomainSource, ManagedDomains, open_source, parse_source
 from .stores import (
@@ -182,6 +191,11 @@ class Context:
         """The live domain that *dom* (a domid, a uuid or a name) names;
         DomainNotFound naming this store if there is none."""
         self._usable()
+        if not isinstance(dom, str):
+            raise InvalidDomain(
+                f"a domain is named by a str (a domid, a uuid or a name), not {type(dom).__name__}",
+                store=self._store.url,
+            )
         try:
             return self._source.find(dom)
         except (DomainNotFound, InvalidDomain) as exc:
@@ -671,18 +685,25 @@ def _govern(store: Store, source: DomainSource, bound: str | None, *, named: boo
 
 def _url(store: str | None) -> str:
     """The store URL: as given, else ``$DOMDATA_STORE`` (as the command line), else the default."""
+    if store is not None and not isinstance(store, str):
+        raise InvalidURL(f"a store URL is a str, not {type(store).__name__}", store=repr(store))
     return store or os.environ.get("DOMDATA_STORE") or default_url()
 
 
 def _open(
     store: str | None, domains: str | None, options: StoreOptions
 ) -> tuple[Store, DomainSource, str | None]:
+    url = _url(store)
+    if domains is not None and not isinstance(domains, str):
+        raise InvalidOption(
+            f"domains is a str (managed, libvirt:<uri>, xen), not {type(domains).__name__}", store=url
+        )
     # A source that lives outside the store is opened first: if it fails, no
     # store (no database file) was created for nothing.
     outside = domains is not None and parse_source(domains).kind != "managed"
     source = open_source(domains, None) if domains is not None and outside else None
     try:
-        opened = open_store(_url(store), options)
+        opened = open_store(url, options)
     except BaseException:
         if source is not None:
             source.close()
@@ -720,7 +741,19 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     In a process started under ``ctx.handoff()`` or ``domdata lock``, the
     context uses the inherited lock of that domain, if it proves to be this
     store's (docs/locking.md).
+
+    Options are checked before anything is opened, with the command line's
+    bounds: ``lock_timeout`` a number of seconds in 0..``MAX_LOCK_TIMEOUT``
+    (nan and infinities refused), ``max_item_size`` an int in
+    1..``MAX_ITEM_SIZE_CAP`` (10^9), ``host`` a str, ``changes_retention`` a
+    ``Retention``; InvalidOption (both a ValueError and a TypeError) if one is
+    not. A *store* that is not a str, or a URL that begins or ends with a
+    space, holds a control character or an unmatched ``[``, is InvalidURL;
+    *domains* that is not a str is InvalidOption.
     """
+    lock_timeout = check_lock_timeout(lock_timeout)
+    max_item_size = check_max_item_size(max_item_size)
+    _check_host_and_retention(host, changes_retention)
     options = StoreOptions(durable=durable, host=host, lock_timeout=lock_timeout, retention=changes_retention)
     opened, source, bound = _open(store, domains, options)
     try:
@@ -739,6 +772,15 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
         opened.close()
         raise
     return ctx
+
+
+def _check_host_and_retention(host: object, retention: object) -> None:
+    if host is not None and not isinstance(host, str):
+        raise InvalidOption(f"host is a str, not {type(host).__name__}")
+    if retention is not None and not isinstance(retention, Retention):
+        raise InvalidOption(
+            f"changes_retention is a domdata.Retention (or None), not {type(retention).__name__}"
+        )
 
 
 def reap_earlier_boots(
@@ -762,6 +804,8 @@ def reap_earlier_boots(
     from . import _boot, reaper
     from ._report import ReapReport
 
+    lock_timeout = check_lock_timeout(lock_timeout)
+    _check_host_and_retention(host, None)
     opened = open_store(_url(store), StoreOptions(durable=durable, host=host, lock_timeout=lock_timeout))
     try:
         spec = domains or opened.bound_source() or "managed"
