@@ -19,6 +19,8 @@ from ._errors import (
     DomainNotFound,
     InvalidData,
     InvalidDomain,
+    InvalidOption,
+    InvalidURL,
     InvalidUserid,
     NotClustered,
     NotManaged,
@@ -26,7 +28,14 @@ from ._errors import (
     SourceMismatch,
     StoreUnavailable,
 )
-from ._types import DEFAULT_MAX_ITEM_SIZE, Domain, Incarnation, check_domid
+from ._types import (
+    DEFAULT_MAX_ITEM_SIZE,
+    Domain,
+    Incarnation,
+    check_domid,
+    check_lock_timeout,
+    check_max_item_size,
+)
 from ._userid import check_userid
 from .domains import DomainSource, ManagedDomains, open_source, parse_source
 from .stores import (
@@ -152,6 +161,8 @@ class Context:
             # A reboot ended every incarnation before it: the store binds items to this boot.
             store.follow_boot(_boot.current(source.spec))
         self._pid = os.getpid()
+        # -1 once closed: every call's fork check (``_checked``) then fails,
+        # and ``_usable`` says which it is, so the closed state costs a call nothing.
         self._forks = _forks
         # Held domains whose lock is held through a handle other processes share
         # (handed off or inherited): each call re-checks the lock and the domain.
@@ -169,17 +180,24 @@ class Context:
     @property
     def bound_source(self) -> str | None:
         """The domain source the store records as governing it (DESIGN section 3)."""
+        self._usable()
         return self._store.bound_source()
 
     @property
     def domains(self) -> DomainSource:
         """The domain source; a ManagedDomains (with create) for ``managed``."""
+        self._usable()
         return self._source
 
     def find(self, dom: str) -> Domain:
         """The live domain that *dom* (a domid, a uuid or a name) names;
         DomainNotFound naming this store if there is none."""
         self._usable()
+        if not isinstance(dom, str):
+            raise InvalidDomain(
+                f"a domain is named by a str (a domid, a uuid or a name), not {type(dom).__name__}",
+                store=self._store.url,
+            )
         try:
             return self._source.find(dom)
         except (DomainNotFound, InvalidDomain) as exc:
@@ -188,6 +206,7 @@ class Context:
     @property
     def managed(self) -> ManagedDomains:
         """The managed domain source; NotManaged if the source is another."""
+        self._usable()
         if isinstance(self._source, ManagedDomains):
             return self._source
         raise NotManaged(
@@ -276,7 +295,8 @@ class Context:
         try:
             if lock is not None:
                 del self._held[domid]
-                lock.release()
+                if self._forks != -1:  # close() let every lock go with the store's handles
+                    lock.release()
         finally:
             self._mutex.release()
 
@@ -357,6 +377,9 @@ class Context:
     # -- the contract ------------------------------------------------------
 
     def _usable(self) -> None:
+        """StoreUnavailable if this context is closed, or is a copy made by fork()."""
+        if self._forks == -1:
+            raise StoreUnavailable("this context is closed: open a new one", store=self._store.url)
         if self._forks != _forks:
             raise StoreUnavailable(
                 f"this context was opened by process {self._pid} and copied by fork():"
@@ -598,6 +621,7 @@ class Context:
         """Which store (URL, where, schema version, host) and source this context uses."""
         from ._report import StoreInfo
 
+        self._usable()
         with self._mutex:
             described = self._store.describe()
             bound = self._store.bound_source()
@@ -613,7 +637,12 @@ class Context:
     # -- lifetime ----------------------------------------------------------
 
     def close(self) -> None:
-        """Close the store and the source."""
+        """Close the store and the source, and with them every lock this
+        context holds. Closing again does nothing; any other call on a closed
+        context raises StoreUnavailable."""
+        if self._forks == -1:
+            return
+        self._forks = -1
         try:
             self._source.close()
         finally:
@@ -669,18 +698,25 @@ def _govern(store: Store, source: DomainSource, bound: str | None, *, named: boo
 
 def _url(store: str | None) -> str:
     """The store URL: as given, else ``$DOMDATA_STORE`` (as the command line), else the default."""
+    if store is not None and not isinstance(store, str):
+        raise InvalidURL(f"a store URL is a str, not {type(store).__name__}", store=repr(store))
     return store or os.environ.get("DOMDATA_STORE") or default_url()
 
 
 def _open(
     store: str | None, domains: str | None, options: StoreOptions
 ) -> tuple[Store, DomainSource, str | None]:
+    url = _url(store)
+    if domains is not None and not isinstance(domains, str):
+        raise InvalidOption(
+            f"domains is a str (managed, libvirt:<uri>, xen), not {type(domains).__name__}", store=url
+        )
     # A source that lives outside the store is opened first: if it fails, no
     # store (no database file) was created for nothing.
     outside = domains is not None and parse_source(domains).kind != "managed"
     source = open_source(domains, None) if domains is not None and outside else None
     try:
-        opened = open_store(_url(store), options)
+        opened = open_store(url, options)
     except BaseException:
         if source is not None:
             source.close()
@@ -718,7 +754,19 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
     In a process started under ``ctx.handoff()`` or ``domdata lock``, the
     context uses the inherited lock of that domain, if it proves to be this
     store's (docs/locking.md).
+
+    Options are checked before anything is opened, with the command line's
+    bounds: ``lock_timeout`` a number of seconds in 0..``MAX_LOCK_TIMEOUT``
+    (nan and infinities refused), ``max_item_size`` an int in
+    1..``MAX_ITEM_SIZE_CAP`` (10^9), ``host`` a str, ``changes_retention`` a
+    ``Retention``; InvalidOption (both a ValueError and a TypeError) if one is
+    not. A *store* that is not a str, or a URL that begins or ends with a
+    space, holds a control character or an unmatched ``[``, is InvalidURL;
+    *domains* that is not a str is InvalidOption.
     """
+    lock_timeout = check_lock_timeout(lock_timeout)
+    max_item_size = check_max_item_size(max_item_size)
+    _check_host_and_retention(host, changes_retention)
     options = StoreOptions(durable=durable, host=host, lock_timeout=lock_timeout, retention=changes_retention)
     opened, source, bound = _open(store, domains, options)
     try:
@@ -736,6 +784,15 @@ def open(  # noqa: A001 - domdata.open, as sqlite3.connect or shelve.open
         opened.close()
         raise
     return ctx
+
+
+def _check_host_and_retention(host: object, retention: object) -> None:
+    if host is not None and not isinstance(host, str):
+        raise InvalidOption(f"host is a str, not {type(host).__name__}")
+    if retention is not None and not isinstance(retention, Retention):
+        raise InvalidOption(
+            f"changes_retention is a domdata.Retention (or None), not {type(retention).__name__}"
+        )
 
 
 def reap_earlier_boots(
@@ -759,6 +816,8 @@ def reap_earlier_boots(
     from . import _boot, reaper
     from ._report import ReapReport
 
+    lock_timeout = check_lock_timeout(lock_timeout)
+    _check_host_and_retention(host, None)
     opened = open_store(_url(store), StoreOptions(durable=durable, host=host, lock_timeout=lock_timeout))
     try:
         spec = domains or opened.bound_source() or "managed"

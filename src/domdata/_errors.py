@@ -8,6 +8,7 @@ in a log says what was being done to what: one line, whatever the parts hold
     ├── InvalidDomain       a domid, uuid or name is malformed          (ValueError)
     ├── InvalidUserid       a userid breaks a rule; names the rule      (ValueError)
     ├── InvalidData         data is not bytes-like (str is never encoded) (TypeError)
+    ├── InvalidOption       an option of open() is out of range or of a wrong type (ValueError, TypeError)
     ├── DataTooLarge        data is over the store's per-item limit     (ValueError)
     ├── DomainNotFound      no live incarnation with that domid/uuid/name (LookupError)
     ├── DomainExists        a managed domain with that domid or name exists
@@ -87,6 +88,12 @@ class InvalidUserid(Error, ValueError):
 
 class InvalidData(Error, TypeError):
     """The data is not bytes, bytearray or memoryview (``str`` is never encoded)."""
+
+
+class InvalidOption(Error, ValueError, TypeError):
+    """An option of ``domdata.open`` (``lock_timeout``, ``max_item_size``,
+    ``domains``, ``host``, ``changes_retention``) is out of its range or of a
+    wrong type; nothing was opened. Both a ValueError and a TypeError."""
 
 
 class DataTooLarge(Error, ValueError):

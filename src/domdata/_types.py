@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ._errors import InvalidDomain
+from _thread import TIMEOUT_MAX
+
+from ._errors import InvalidDomain, InvalidOption
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -14,6 +16,30 @@ else:
 MAX_DOMID = 2**32 - 1
 #: Default largest item a store accepts (DESIGN section 1).
 DEFAULT_MAX_ITEM_SIZE = 16 * 1024 * 1024
+#: The largest ``max_item_size`` (and ``--max-item-size``): what SQLite
+#: (SQLITE_MAX_LENGTH) and PostgreSQL (bytea) hold.
+MAX_ITEM_SIZE_CAP = 1_000_000_000
+#: The longest ``lock_timeout`` (and ``--lock-timeout``): the longest wait threading allows.
+MAX_LOCK_TIMEOUT: float = TIMEOUT_MAX
+
+
+def check_max_item_size(value: object) -> int:
+    """*value* if it is an int in 1..MAX_ITEM_SIZE_CAP, else InvalidOption."""
+    if type(value) is not int:
+        raise InvalidOption(f"max_item_size is an int in 1..{MAX_ITEM_SIZE_CAP}, not {type(value).__name__}")
+    if not 1 <= value <= MAX_ITEM_SIZE_CAP:
+        raise InvalidOption(f"max_item_size is an int in 1..{MAX_ITEM_SIZE_CAP} (bytes), not {value}")
+    return value
+
+
+def check_lock_timeout(value: object) -> float:
+    """*value* if it is a finite number of seconds in 0..MAX_LOCK_TIMEOUT, else
+    InvalidOption. Written so that nan fails (every comparison with it is false)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidOption(f"lock_timeout is a number of seconds, not {type(value).__name__}")
+    if not 0 <= value <= MAX_LOCK_TIMEOUT:
+        raise InvalidOption(f"lock_timeout is a number of seconds in 0..{MAX_LOCK_TIMEOUT:.0f}, not {value}")
+    return value
 
 
 def uuid_shaped(text: str) -> bool:

@@ -6,7 +6,7 @@ import os
 import sys
 
 from .._errors import InvalidURL, StoreUnavailable
-from ._url import split
+from ._url import check_url, split_checked
 from .base import (
     ClusterStore,
     DomainTable,
@@ -88,8 +88,13 @@ def _state_dir() -> str:
 
 
 def open_store(url: str, options: StoreOptions) -> Store:
-    """Open the store that *url* names (``sqlite:///path``, ``libxl:///dir``, ``postgresql://...``)."""
-    scheme = split(url)[0]
+    """Open the store that *url* names (``sqlite:///path``, ``libxl:///dir``, ``postgresql://...``).
+
+    InvalidURL, before anything is opened, for a URL that begins or ends with
+    a space or holds a control character (each scheme would read it its own
+    way), or whose host has an unmatched ``[`` or ``]``."""
+    check_url(url)
+    scheme = split_checked(url)[0]
     if scheme not in _SCHEMES:
         raise InvalidURL(f"unknown store scheme {scheme!r} (known: {', '.join(_SCHEMES)})", store=url)
     try:

@@ -103,7 +103,11 @@ class RangeLocks:
             )
 
     def close(self) -> None:
-        os.close(self._fd)
+        """Close the lock file (every lock taken through it goes); once: the
+        number may belong to another file of the program afterwards."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
 
 def _tried(fd: int, request: bytes) -> bool:

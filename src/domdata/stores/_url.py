@@ -32,6 +32,33 @@ def split(url: str) -> tuple[str, str, str, str, str]:
     return scheme, netloc, url, query, fragment
 
 
+def check_url(url: str) -> None:
+    """InvalidURL if *url* begins or ends with a space or holds a control
+    character: urlsplit strips some of them and keeps others, so the store
+    opened would not be the one written. Escape them (``%20``, ``%09``)."""
+    if url.isprintable() and url.strip() == url:
+        return
+    bad = next((c for c in url if not c.isprintable()), None)
+    if bad is not None:
+        raise InvalidURL(
+            f"the URL holds a control character ({bad!r}): write it percent-escaped", store=url
+        )
+    raise InvalidURL("the URL begins or ends with a space: remove it, or write it as %20", store=url)
+
+
+def split_checked(url: str) -> tuple[str, str, str, str, str]:
+    """``split(url)``, with urlsplit's ValueError for a host's unmatched
+    bracket (``sqlite://[::1/x``) as InvalidURL."""
+    try:
+        return split(url)
+    except ValueError as exc:
+        raise InvalidURL(
+            f"the URL's host has an unmatched '[' or ']' (urllib: {exc}); a path holding one is"
+            " written after three slashes (sqlite:///dir/[x].db) or percent-escaped (%5B, %5D)",
+            store=url,
+        ) from None
+
+
 def local_path(url: str, form: str) -> str:
     """The path of ``<scheme>:///absolute/path`` or ``<scheme>:relative/path``
     (*form* says which, for the error). Percent-escapes are decoded, except an
@@ -40,7 +67,7 @@ def local_path(url: str, form: str) -> str:
         raise InvalidURL("a store URL cannot hold a NUL character", store=url)
     if "?" in url or "#" in url:
         raise InvalidURL(f"query strings and fragments are not supported: the URL is {form}", store=url)
-    _, netloc, path, _, _ = split(url)
+    _, netloc, path, _, _ = split_checked(url)
     if netloc or not path:
         raise InvalidURL(f"the URL is {form}", store=url)
     lowered = path.lower()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import time
 
 from .._changes import ChangeFeed
@@ -113,6 +114,30 @@ def path_of(url: str) -> str:
     return path
 
 
+def _refuse_unless_regular(path: str, url: str) -> None:
+    """StoreUnavailable unless *path* (followed, as SQLite follows it) is a
+    regular file: SQLite would open a device, a FIFO or a directory, fail,
+    and leave a ``-journal`` beside it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot open {path}: {exc.strerror}", store=url) from exc
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a file")
+        raise StoreUnavailable(
+            f"{path} is not a regular file ({kind}): a SQLite store is a database file", store=url
+        )
+
+
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+}
+
+
 def _busy(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -137,7 +162,7 @@ class Database:
         try:
             os.close(os.open(path, _NEW_FILE, 0o600))
         except FileExistsError:
-            pass
+            _refuse_unless_regular(path, url)
         except OSError as exc:
             raise StoreUnavailable(f"cannot create {path}: {exc.strerror}", store=url) from exc
         try:
@@ -406,8 +431,11 @@ class _SQLiteDomains(OneStepTable):
                 domid = db.execute(_FREE_DOMID).fetchone()[0]
             elif db.execute("SELECT 1 FROM domains WHERE domid = ?", (domid,)).fetchone():
                 raise DomainExists("a domain with this domid exists", store=url, domain=domid)
-            if name is not None and db.execute("SELECT 1 FROM domains WHERE name = ?", (name,)).fetchone():
-                raise DomainExists(f"a domain named {name!r} exists", store=url, domain=domid)
+            if name is not None:
+                named = db.execute("SELECT domid FROM domains WHERE name = ?", (name,)).fetchone()
+                if named is not None:
+                    # The domain that has the name, not the domid this one would have had.
+                    raise DomainExists(f"a domain named {name!r} exists", store=url, domain=named[0])
             db.execute("INSERT INTO domains (domid, uuid, name) VALUES (?, ?, ?)", (domid, uuid, name))
         assert domid is not None
         return Domain(domid, uuid, name)

@@ -83,8 +83,10 @@ class LibxlDomains(OneStepTable):
                 domid = next(n for n in range(1, len(taken) + 2) if n not in taken)
             elif domid in taken:
                 raise DomainExists("a domain with this domid exists", store=directory.url, domain=domid)
-            if name is not None and any(r.name == name for r in records):
-                raise DomainExists(f"a domain named {name!r} exists", store=directory.url, domain=domid)
+            named = next((r for r in records if r.name == name), None) if name is not None else None
+            if named is not None:
+                # The domain that has the name, not the domid this one would have had.
+                raise DomainExists(f"a domain named {name!r} exists", store=directory.url, domain=named.domid)
             domain = Domain(domid, uuid, name)
             final = record_name(domain.incarnation)
             index = f"{INDEX_PREFIX}{domid}"

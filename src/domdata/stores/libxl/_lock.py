@@ -221,6 +221,8 @@ class LockFiles:
         for lock in list(self._held.values()):
             if not lock.adopted:
                 os.close(lock.fd)
+                # Closed with the store: a later release must neither unlock nor close it again.
+                lock.adopted = True
         self._held.clear()
         while self._kept:
             os.close(self._kept.popitem()[1].fd)

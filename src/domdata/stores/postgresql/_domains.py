@@ -91,14 +91,15 @@ class PostgreSQLDomains(OneStepTable):
                 raise DomainExists(
                     f"a domain with this domid exists on host {host}", store=session.url, domain=domid
                 )
-            if (
-                name is not None
-                and conn.execute(
-                    "SELECT 1 FROM domains WHERE host = %s AND name = %s", (host, name)
+            named = None
+            if name is not None:
+                named = conn.execute(
+                    "SELECT domid FROM domains WHERE host = %s AND name = %s", (host, name)
                 ).fetchone()
-            ):
+            if named is not None:
+                # The domain that has the name, not the domid this one would have had.
                 raise DomainExists(
-                    f"a domain named {name!r} exists on host {host}", store=session.url, domain=domid
+                    f"a domain named {name!r} exists on host {host}", store=session.url, domain=named[0]
                 )
             conn.execute(
                 "INSERT INTO domains (host, domid, uuid, name) VALUES (%s, %s, %s, %s)",

@@ -1,0 +1,147 @@
+"""A closed context, on every store: closing again does nothing, and every
+call after close raises StoreUnavailable without touching a descriptor (the
+numbers the store held may belong to other files of the program by then)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+import domdata
+from tests.kits import Setup
+
+Call = Callable[[domdata.Context, int], object]
+ENDED_UUID = "00000000-0000-0000-0000-000000000000"
+
+#: Every public call of a context, each as it would be made on a live domain.
+CALLS: dict[str, Call] = {
+    "store": lambda ctx, domid: ctx.store(domid, "xl", b"new"),
+    "retrieve": lambda ctx, domid: ctx.retrieve(domid, "xl"),
+    "unlink": lambda ctx, domid: ctx.unlink(domid, "xl"),
+    "list": lambda ctx, domid: ctx.list(domid),
+    "list-all": lambda ctx, domid: ctx.list(),
+    "lock": lambda ctx, domid: ctx.lock(domid).__enter__(),
+    "handoff": lambda ctx, domid: ctx.handoff(domid).__enter__(),
+    "destroy": lambda ctx, domid: ctx.destroy(domid),
+    "destroy-incarnation": lambda ctx, domid: ctx.destroy(domdata.Incarnation(domid, ENDED_UUID)),
+    "migrate": lambda ctx, domid: ctx.migrate(domid, to_domid=domid + 1),
+    "reap": lambda ctx, domid: ctx.reap(),
+    "reap-dry-run": lambda ctx, domid: ctx.reap(dry_run=True),
+    "info": lambda ctx, domid: ctx.info(),
+    "find": lambda ctx, domid: ctx.find(str(domid)),
+    "bound_source": lambda ctx, domid: ctx.bound_source,
+    "domains": lambda ctx, domid: ctx.domains,
+    "managed": lambda ctx, domid: ctx.managed,
+    "managed.create": lambda ctx, domid: ctx.managed.create("another"),
+    "changes": lambda ctx, domid: list(ctx.changes()),
+    "changes-of-domain": lambda ctx, domid: list(ctx.changes(domid)),
+    "follow": lambda ctx, domid: next(iter(ctx.changes(follow=True))),
+}
+
+
+@pytest.fixture
+def closed(setup: Setup) -> tuple[domdata.Context, int]:
+    """A context closed after storing an item of a live domain."""
+    ctx = setup.open()
+    domain = setup.source.create(ctx)
+    ctx.store(domain.domid, "xl", b"old")
+    ctx.close()
+    return ctx, domain.domid
+
+
+def _files_on_freed_numbers(tmp_path: Path, stack: ExitStack) -> list[int]:
+    """Open files until they take every descriptor number the closed store
+    may have held (the lowest free numbers are handed out first)."""
+    fds = []
+    for n in range(16):
+        fd = os.open(tmp_path / f"bystander-{n}", os.O_RDWR | os.O_CREAT, 0o600)
+        stack.callback(os.close, fd)
+        fds.append(fd)
+    return fds
+
+
+def _still_mine(fds: list[int]) -> None:
+    """Each file is still open, writable and free of any lock domdata took."""
+    import fcntl
+
+    for fd in fds:
+        assert os.write(fd, b"mine") == 4
+        # A whole-file write lock from another description would conflict if
+        # domdata had taken one through this number.
+        other = os.open(f"/proc/self/fd/{fd}", os.O_RDWR)
+        try:
+            fcntl.fcntl(other, fcntl.F_OFD_SETLK, _whole_file_lock())
+        finally:
+            os.close(other)
+
+
+def _whole_file_lock() -> bytes:
+    """struct flock (LP64 Linux) for a write lock on the whole file."""
+    import fcntl
+    import struct
+
+    return struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+
+
+def test_close_twice_closes_nothing_twice(setup: Setup, tmp_path: Path) -> None:
+    ctx = setup.open()
+    domain = setup.source.create(ctx)
+    ctx.store(domain.domid, "xl", b"old")
+    ctx.close()
+    with ExitStack() as stack:
+        fds = _files_on_freed_numbers(tmp_path, stack)
+        ctx.close()
+        with ctx:
+            pass  # __exit__ closes a third time
+        _still_mine(fds)
+    with setup.context() as again:
+        assert again.retrieve(domain.domid, "xl") == b"old"
+
+
+def test_with_block_closing_inside_is_fine(setup: Setup) -> None:
+    with setup.open() as ctx:
+        ctx.close()
+
+
+@pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())
+def test_every_call_after_close_is_store_unavailable(
+    setup: Setup, closed: tuple[domdata.Context, int], call: Call, tmp_path: Path
+) -> None:
+    ctx, domid = closed
+    with ExitStack() as stack:
+        fds = _files_on_freed_numbers(tmp_path, stack)
+        with pytest.raises(domdata.StoreUnavailable, match="this context is closed"):
+            call(ctx, domid)
+        _still_mine(fds)
+    with setup.context() as again:
+        assert again.retrieve(domid, "xl") == b"old"
+
+
+def test_closing_inside_a_lock_block_releases_nothing_twice(setup: Setup, tmp_path: Path) -> None:
+    ctx = setup.open()
+    domain = setup.source.create(ctx)
+    with ExitStack() as stack:
+        with ctx.lock(domain.domid):
+            ctx.close()
+            fds = _files_on_freed_numbers(tmp_path, stack)
+        _still_mine(fds)
+    with setup.context(lock_timeout=5) as again:
+        again.store(domain.domid, "xl", b"after")  # the lock went with the closed context
+        assert again.retrieve(domain.domid, "xl") == b"after"
+
+
+def test_closing_inside_a_handoff_block_releases_nothing_twice(setup: Setup, tmp_path: Path) -> None:
+    ctx = setup.open()
+    domain = setup.source.create(ctx)
+    with ExitStack() as stack:
+        with ctx.handoff(domain.domid):
+            ctx.close()
+            fds = _files_on_freed_numbers(tmp_path, stack)
+        _still_mine(fds)
+    with setup.context(lock_timeout=5) as again:
+        again.store(domain.domid, "xl", b"after")
+        assert again.retrieve(domain.domid, "xl") == b"after"
