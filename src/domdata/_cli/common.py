@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import stat
 import sys
 from _thread import TIMEOUT_MAX
 
@@ -184,14 +185,69 @@ def write_output(output: str, data: bytes) -> None:
                 raise OSError(errno.EBADF, "stdout is closed")
             _write_all(sys.stdout.buffer, data)
             return
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with open(fd, "wb", buffering=0) as file:
+        with OutputFile(output) as file:
             _write_all(file, data)
-    except BrokenPipeError:
-        quiet_exit(BROKEN_PIPE)
     except OSError as exc:
-        error_line(f"domdata: cannot write {shown(where)}: {exc.strerror or exc}")
-        raise SystemExit(OUTPUT_FAILED) from None
+        output_failed(where, exc)
+
+
+def output_failed(where: str, exc: OSError) -> NoReturn:
+    """End the command for an output that could not be written: quietly with
+    BROKEN_PIPE if its reader went away, else one line and OUTPUT_FAILED."""
+    if isinstance(exc, BrokenPipeError):
+        quiet_exit(BROKEN_PIPE)
+    error_line(f"domdata: cannot write {shown(where)}: {exc.strerror or exc}")
+    quiet_exit(OUTPUT_FAILED)
+
+
+class OutputFile:
+    """``-o FILE`` as a context manager giving a binary file: FILE is replaced
+    only once the block wrote it whole. The block writes a temporary file
+    beside FILE (mode 0600: items are private), flushed to disk and renamed
+    over FILE when the block ends; if the block (or that) fails, the temporary
+    file is removed and FILE is left as it was. A symbolic link's target is
+    replaced, not the link; what is not a regular file (a FIFO, a device,
+    ``/dev/stdout`` on a pipe) is written in place, as there is nothing to keep."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._temporary: str | None = None
+        self._file: BinaryIO | None = None
+
+    def __enter__(self) -> BinaryIO:
+        try:
+            in_place = not stat.S_ISREG(os.stat(self.path).st_mode)
+        except FileNotFoundError:
+            in_place = False
+        if in_place:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+        else:
+            self.path = os.path.realpath(self.path)
+            directory, name = os.path.split(self.path)
+            self._temporary = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            fd = os.open(self._temporary, flags, 0o600)
+        self._file = open(fd, "wb")
+        return self._file
+
+    def __exit__(self, kind: object, exc: object, traceback: object) -> None:
+        assert self._file is not None
+        try:
+            if kind is None:
+                self._file.flush()
+                if self._temporary is not None:
+                    os.fsync(self._file.fileno())
+            self._file.close()
+            if kind is None and self._temporary is not None:
+                os.rename(self._temporary, self.path)
+                self._temporary = None
+        finally:
+            if self._temporary is not None:
+                try:  # noqa: SIM105 (contextlib: an import a single-item command does not pay)
+                    self._file.close()  # still holding what could not be written
+                except OSError:
+                    pass  # the error that brought us here is the one to report
+                os.unlink(self._temporary)
 
 
 def _write_all(stream: BinaryIO, data: bytes) -> None:
