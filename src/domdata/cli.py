@@ -51,6 +51,7 @@ from ._cli.common import (
     exit_status,
     interrupt,
     items_table,
+    output_failed,
     parse_dom,
     plug_closed_descriptors,
     quiet_exit,
@@ -62,6 +63,8 @@ from ._cli.common import (
 )
 from ._cli.common import EXIT_STATUS as EXIT_STATUS
 from ._cli.common import shown as _shown
+from ._cli.streams import OutputFailed
+from ._cli.streams import guard as guard_streams
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -629,11 +632,18 @@ def registry_cmd(as_json: bool) -> None:
 
 def main() -> None:
     plug_closed_descriptors()
+    guard_streams()
     signal.signal(signal.SIGINT, interrupt)
     try:
-        cli()
+        try:
+            cli()
+        except SystemExit as exc:
+            if not exc.code:
+                sys.stdout.flush()  # success is only success once the output is out
+            raise
+    except OutputFailed as exc:
+        output_failed("stdout", exc.error)  # a reader such as `head` that went away: 141, quietly
     except BrokenPipeError:
-        # A reader such as `head` went away: not an error of ours.
         quiet_exit(BROKEN_PIPE)
     except Interrupted:
         error_line("domdata: interrupted")

@@ -181,7 +181,7 @@ def write_output(output: str, data: bytes) -> None:
     where = "stdout" if output == "-" else output
     try:
         if output == "-":
-            if sys.stdout is None:
+            if sys.stdout is None or getattr(sys.stdout, "stdout_closed", False):  # streams.guard's
                 raise OSError(errno.EBADF, "stdout is closed")
             _write_all(sys.stdout.buffer, data)
             return
