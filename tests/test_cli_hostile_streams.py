@@ -77,6 +77,23 @@ def test_a_closed_stdout_does_not_fail_a_command_that_prints_nothing(store: str,
     assert result.stderr == b""
 
 
+# -- 3: a closed stdin --------------------------------------------------------------
+
+
+def test_a_closed_stdin_is_one_line_and_changes_nothing(store: str, dom: str) -> None:
+    result = sh(store, f"exec domdata store {dom} k <&-")
+    assert result.returncode == 1, result.stderr
+    assert_one_line_error(result.stderr, "cannot read the data: stdin is closed")
+    assert domdata(store, "retrieve", dom, "k").stdout == b"value"
+
+
+def test_import_from_a_closed_stdin_is_one_line_and_imports_nothing(store: str, dom: str) -> None:
+    result = sh(store, f"exec domdata import {dom} <&-")
+    assert result.returncode == 1, result.stderr
+    assert_one_line_error(result.stderr, "stdin is closed", "nothing imported")
+    assert domdata(store, "retrieve", dom, "k").stdout == b"value"
+
+
 # -- 7: a closed stderr -------------------------------------------------------------------
 
 

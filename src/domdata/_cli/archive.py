@@ -120,6 +120,8 @@ def read(stream: IO[bytes], max_item_size: int) -> tuple[dict[str, Any], list[En
                 members[info.name] = _read_member(archive, info)
     except tarfile.TarError as exc:
         raise _refuse(str(exc)) from None
+    except OSError as exc:  # not the archive's fault: its input's (a closed stdin...)
+        raise domdata.Error(f"cannot read the archive: {exc.strerror or exc}") from None
     if manifest_data is None:
         raise _refuse(f"no {MANIFEST}")
     manifest = _manifest(manifest_data)

@@ -114,8 +114,13 @@ def check_lock_timeout(value: float) -> float:
 
 def store_input(ctx: Context, domid: int, userid: str, stream: BinaryIO) -> None:
     """Store what *stream* holds as the item (empty input deletes it), reading
-    one byte more than the limit at most: a huge input is never read whole."""
-    data = stream.read(ctx.max_item_size + 1)
+    one byte more than the limit at most: a huge input is never read whole.
+    An input that cannot be read (a closed stdin, an I/O error) stores nothing."""
+    try:
+        data = stream.read(ctx.max_item_size + 1)
+    except OSError as exc:
+        what = f"cannot read the data: {exc.strerror or exc}"
+        raise domdata.Error(what, store=ctx.store_url, domain=domid, userid=userid) from None
     try:
         ctx.store(domid, userid, data)
     except domdata.DataTooLarge as exc:
