@@ -44,6 +44,7 @@ from ._cli.common import (
     BadValue,
     Interrupted,
     check_host,
+    check_interval,
     check_lock_timeout,
     check_no_nul,
     domid_of,
@@ -572,6 +573,7 @@ def _print_reap(report: ReapReport, as_json: bool) -> None:
     type=click.FloatRange(min=0.1),
     default=60.0,
     show_default=True,
+    callback=_checked(check_interval),
     metavar="SECONDS",
     help="Time between full reaps, besides collecting on each lifecycle event.",
 )

@@ -112,6 +112,13 @@ def check_lock_timeout(value: float) -> float:
     return value
 
 
+def check_interval(value: float) -> float:
+    """``watch --interval``: seconds a wait can take (click's range lets nan and inf through)."""
+    if not (math.isfinite(value) and 0.1 <= value <= TIMEOUT_MAX):
+        raise BadValue(f"{value} is not a number of seconds in 0.1..{TIMEOUT_MAX:.0f}")
+    return value
+
+
 def store_input(ctx: Context, domid: int, userid: str, stream: BinaryIO) -> None:
     """Store what *stream* holds as the item (empty input deletes it), reading
     one byte more than the limit at most: a huge input is never read whole.

@@ -1,0 +1,55 @@
+"""Option and argument values click alone would let through: non-finite
+seconds, an empty --store, a DOM that looks like a negative domid."""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import pytest
+
+from domdata.watch import watch
+from tests._cli_hostile import domain_with_item, store_in
+from tests._faults import domdata, environment
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return store_in(tmp_path)
+
+
+@pytest.fixture
+def dom(store: str) -> str:
+    return domain_with_item(store)
+
+
+# -- 4: non-finite floats ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["inf", "1e308", "nan", "-inf"])
+def test_watch_refuses_a_non_finite_interval(store: str, value: str) -> None:
+    result = domdata(store, "watch", "--interval", value)
+    assert result.returncode == 2, result.stderr
+    assert b"Traceback" not in result.stderr
+    assert b"--interval" in result.stderr
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan, 1e308, 0.0, -1.0])
+def test_the_watch_function_refuses_an_interval_it_cannot_wait(store: str, value: float) -> None:
+    stopped = threading.Event()
+    stopped.set()  # were the interval let through, watch would return at once
+    with pytest.raises(ValueError, match="interval must be positive seconds"):
+        watch(store, None, interval=value, stop=stopped)
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "1e308"])
+@pytest.mark.parametrize("command", [["retrieve", "1", "k"], ["info"]])
+def test_lock_timeout_refuses_what_is_not_a_number_of_seconds(
+    store: str, dom: str, value: str, command: list[str]
+) -> None:
+    result = domdata(store, "--lock-timeout", value, *command)
+    assert result.returncode == 2, result.stderr
+    assert b"Traceback" not in result.stderr
+    env = environment(store, DOMDATA_LOCK_TIMEOUT=value)
+    assert domdata(store, *command, env=env).returncode == 2
