@@ -152,9 +152,7 @@ def _choose(manifest: dict[str, Any], entries: list[archive.Entry], from_: str |
         if len(held) > 1:
             raise click.UsageError(f"the archive holds {len(held)} domains: choose one with --from")
         return entries
-    names = {
-        (d["domid"], d["uuid"]): d.get("name") for d in manifest.get("domains") or [] if isinstance(d, dict)
-    }
+    names = {(d["domid"], d["uuid"]): d.get("name") for d in manifest["domains"]}  # archive.read checked them
     matches = [i for i in held if from_ in (str(i[0]), i[1], names.get(i))]
     if len(matches) != 1:
         how_many = "no" if not matches else "more than one"
