@@ -3,6 +3,7 @@ seconds, an empty --store, a DOM that looks like a negative domid."""
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from pathlib import Path
@@ -53,3 +54,25 @@ def test_lock_timeout_refuses_what_is_not_a_number_of_seconds(
     assert b"Traceback" not in result.stderr
     env = environment(store, DOMDATA_LOCK_TIMEOUT=value)
     assert domdata(store, *command, env=env).returncode == 2
+
+
+# -- 6: an empty --store ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["--store", ""], ["--store="]], ids=["separate", "equals"])
+@pytest.mark.parametrize("command", [["info"], ["retrieve", "1", "k"], ["list", "1"]])
+def test_an_empty_store_is_a_usage_error(tmp_path: Path, args: list[str], command: list[str]) -> None:
+    env = environment(None, XDG_STATE_HOME=str(tmp_path / "state"), HOME=str(tmp_path / "home"))
+    result = domdata(None, *args, *command, env=env)
+    assert result.returncode == 2, result.stderr
+    assert b"--store" in result.stderr
+    assert b"empty" in result.stderr
+    assert not (tmp_path / "state").exists()
+    assert not (tmp_path / "home").exists()
+
+
+def test_an_empty_domdata_store_variable_is_unset(tmp_path: Path) -> None:
+    env = environment(None, DOMDATA_STORE="", XDG_STATE_HOME=str(tmp_path / "state"))
+    result = domdata(None, "info", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["location"].startswith(str(tmp_path / "state"))

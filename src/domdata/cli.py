@@ -47,6 +47,7 @@ from ._cli.common import (
     check_interval,
     check_lock_timeout,
     check_no_nul,
+    check_store,
     domid_of,
     error_line,
     exit_status,
@@ -208,7 +209,7 @@ def json_option(func: F) -> F:
     envvar="DOMDATA_STORE",
     metavar="URL",
     show_envvar=True,
-    callback=_checked(check_no_nul),
+    callback=_checked(check_store),
     help="sqlite:///path, libxl:///dir or postgresql://... [default: SQLite in the user state dir]",
 )
 @click.option(

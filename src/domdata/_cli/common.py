@@ -99,6 +99,14 @@ def check_no_nul(value: str) -> str:
     return value
 
 
+def check_store(value: str) -> str:
+    """--store as given: an empty one (``--store "$UNSET"``) would mean the default
+    store, a silent surprise. (An empty DOMDATA_STORE is unset, as click reads it.)"""
+    if not value:
+        raise BadValue("the store URL is empty")
+    return check_no_nul(value)
+
+
 def check_host(value: str) -> str:
     if not value or not value.isprintable():
         raise BadValue(f"{shown(value)} is not a host name")
