@@ -76,3 +76,15 @@ def test_an_empty_domdata_store_variable_is_unset(tmp_path: Path) -> None:
     result = domdata(None, "info", "--json", env=env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["location"].startswith(str(tmp_path / "state"))
+
+
+# -- 8: a DOM that looks like a negative domid ---------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["-1", "-0", "-4294967296"])
+@pytest.mark.parametrize("command", [["retrieve"], ["store"], ["unlink"], ["show"]])
+def test_a_negative_domid_is_invalid(store: str, value: str, command: list[str]) -> None:
+    result = domdata(store, *command, "--", value, "xl", stdin=b"")
+    assert result.returncode == 2, result.stderr
+    assert b"no such domain" not in result.stderr
+    assert value.encode() in result.stderr

@@ -75,12 +75,15 @@ def is_domid(dom: str) -> bool:
 
 def parse_dom(value: str) -> str:
     """DOM as given: a domid (normalised), a canonical uuid or a name; BadValue for
-    an empty DOM, one with a control character, a domid outside 0..2^32-1, digits
-    other than 0-9 and a malformed uuid."""
+    an empty DOM, one with a control character, a domid outside 0..2^32-1 (a
+    negative one too: ``-1`` is no name), digits other than 0-9 and a malformed uuid."""
     if not value or not value.isprintable():
         raise BadValue(f"{shown(value)} is not a domid, a uuid or a domain name")
     if value.isdigit() and not value.isascii():
         raise BadValue(f"{shown(value)}: a domid is written with the digits 0-9")
+    if value.startswith("-") and is_domid(value[1:]):
+        # A negative domid, not a name: as out of range as 2^32 is.
+        raise BadValue(f"domid {value} is outside 0..{domdata.MAX_DOMID}")
     try:
         return str(domdata.parse_dom(value))
     except domdata.InvalidDomain as exc:
