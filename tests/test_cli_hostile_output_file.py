@@ -112,3 +112,16 @@ def test_retrieve_replaces_the_output_file_privately(tmp_path: Path, store: str,
     assert target.read_bytes() == b"value"
     assert target.stat().st_mode & 0o777 == 0o600
     assert leftovers(tmp_path, "out", "store") == []
+
+
+@pytest.mark.parametrize("command", [["retrieve", "1", "k"], ["export", "1"]])
+def test_an_empty_output_file_name_is_an_error_and_writes_nothing(
+    tmp_path: Path, store: str, dom: str, command: list[str]
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    result = domdata(store, *command, "-o", "", cwd=work)
+    assert result.returncode == OUTPUT_FAILED
+    assert_one_line_error(result.stderr, "cannot write ''")
+    assert leftovers(tmp_path, "store", "work") == []
+    assert leftovers(work) == []

@@ -238,6 +238,8 @@ class OutputFile:
         self._file: BinaryIO | None = None
 
     def __enter__(self) -> BinaryIO:
+        if not self.path:  # not the current directory's name, as realpath would make it
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
         try:
             in_place = not stat.S_ISREG(os.stat(self.path).st_mode)
         except FileNotFoundError:
