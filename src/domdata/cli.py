@@ -11,8 +11,8 @@ Exit statuses (one per error class; 2 is click's usage error):
 9     DomainExists       10 SourceUnavailable 11 NotManaged
 12    ReapRefused        13 InvalidData       15 SourceMismatch
 16    NotClustered       17 ChangesLost
-14    the output could not be written (``retrieve``: a full disk, an I/O
-      error, a closed stdout, ``-o FILE`` that cannot be opened)
+14    the output could not be written (any command: a full disk, an I/O
+      error, a closed stdout; ``-o FILE`` that cannot be written, left as it was)
 126   ``lock``: COMMAND cannot be run      127  ``lock``: COMMAND not found
 130   interrupted (Ctrl-C, SIGINT)         141  the reader of stdout went away
 ====  =====================================================================
