@@ -11,8 +11,8 @@ Exit statuses (one per error class; 2 is click's usage error):
 9     DomainExists       10 SourceUnavailable 11 NotManaged
 12    ReapRefused        13 InvalidData       15 SourceMismatch
 16    NotClustered       17 ChangesLost
-14    the output could not be written (``retrieve``: a full disk, an I/O
-      error, a closed stdout, ``-o FILE`` that cannot be opened)
+14    the output could not be written (any command: a full disk, an I/O
+      error, a closed stdout; ``-o FILE`` that cannot be written, left as it was)
 126   ``lock``: COMMAND cannot be run      127  ``lock``: COMMAND not found
 130   interrupted (Ctrl-C, SIGINT)         141  the reader of stdout went away
 ====  =====================================================================
@@ -44,13 +44,16 @@ from ._cli.common import (
     BadValue,
     Interrupted,
     check_host,
+    check_interval,
     check_lock_timeout,
     check_no_nul,
+    check_store,
     domid_of,
     error_line,
     exit_status,
     interrupt,
     items_table,
+    output_failed,
     parse_dom,
     plug_closed_descriptors,
     quiet_exit,
@@ -62,6 +65,8 @@ from ._cli.common import (
 )
 from ._cli.common import EXIT_STATUS as EXIT_STATUS
 from ._cli.common import shown as _shown
+from ._cli.streams import OutputFailed
+from ._cli.streams import guard as guard_streams
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -204,7 +209,7 @@ def json_option(func: F) -> F:
     envvar="DOMDATA_STORE",
     metavar="URL",
     show_envvar=True,
-    callback=_checked(check_no_nul),
+    callback=_checked(check_store),
     help="sqlite:///path, libxl:///dir or postgresql://... [default: SQLite in the user state dir]",
 )
 @click.option(
@@ -569,6 +574,7 @@ def _print_reap(report: ReapReport, as_json: bool) -> None:
     type=click.FloatRange(min=0.1),
     default=60.0,
     show_default=True,
+    callback=_checked(check_interval),
     metavar="SECONDS",
     help="Time between full reaps, besides collecting on each lifecycle event.",
 )
@@ -629,11 +635,18 @@ def registry_cmd(as_json: bool) -> None:
 
 def main() -> None:
     plug_closed_descriptors()
+    guard_streams()
     signal.signal(signal.SIGINT, interrupt)
     try:
-        cli()
+        try:
+            cli()
+        except SystemExit as exc:
+            if not exc.code:
+                sys.stdout.flush()  # success is only success once the output is out
+            raise
+    except OutputFailed as exc:
+        output_failed("stdout", exc.error)  # a reader such as `head` that went away: 141, quietly
     except BrokenPipeError:
-        # A reader such as `head` went away: not an error of ours.
         quiet_exit(BROKEN_PIPE)
     except Interrupted:
         error_line("domdata: interrupted")

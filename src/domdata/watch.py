@@ -13,6 +13,7 @@ libvirt source is watched.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -60,8 +61,11 @@ def watch(
     raised. Logs one INFO line per collected incarnation on the
     ``domdata.watch`` logger.
     """
-    if interval <= 0:
-        raise ValueError(f"interval must be positive, not {interval}")
+    if not (math.isfinite(interval) and 0 < interval <= threading.TIMEOUT_MAX):
+        # nan would pass a plain comparison and busy-loop; inf overflows every wait.
+        raise ValueError(
+            f"interval must be positive seconds, at most {threading.TIMEOUT_MAX:.0f}, not {interval}"
+        )
     stop = threading.Event() if stop is None else stop
     if domains is None:
         # The recorded source, as named by the store; none recorded: managed, unnamed.

@@ -14,11 +14,14 @@ reading it: a bad or oversized archive is refused before anything is stored.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
+import lzma
 import tarfile
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
@@ -93,16 +96,70 @@ def _refuse(what: str) -> domdata.Error:
     return domdata.Error(f"not a domdata archive: {what}")
 
 
+#: How a compressed archive begins, and the module that reads it.
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "lzma"}
+#: Decompressing a cut or damaged stream fails with one of these (gzip's and bz2's
+#: errors are OSErrors: told apart from the input's own by _Input).
+_DAMAGED: tuple[type[Exception], ...] = (EOFError, OSError, zlib.error, lzma.LZMAError)
+
+
+class _InputFailed(Exception):
+    """Reading the archive's input failed with *error* (not the archive's fault)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class _Input(io.RawIOBase):
+    """The input, its first bytes put back once the kind of archive is known;
+    a failure to read it is an _InputFailed, apart from the decompressor's own."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__()
+        self._stream = stream
+        self._head = self._read(6)  # the longest magic of _COMPRESSED
+
+    def readable(self) -> bool:
+        return True
+
+    def _read(self, size: int) -> bytes:
+        try:
+            return self._stream.read(size) or b""
+        except OSError as exc:
+            raise _InputFailed(exc) from None
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            data, self._head = self._head[: len(view)], self._head[len(view) :]
+        else:
+            data = self._read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def decompressed(self) -> IO[bytes]:
+        """The tar stream: the input itself, or what its compression (gzip,
+        bzip2, xz) holds; a cut compressed stream fails with EOFError."""
+        buffered = io.BufferedReader(self)
+        module = next((m for magic, m in _COMPRESSED.items() if self._head.startswith(magic)), None)
+        if module is None:
+            return buffered
+        opened: IO[bytes] = importlib.import_module(module).open(buffered, "rb")
+        return opened
+
+
 def read(stream: IO[bytes], max_item_size: int) -> tuple[dict[str, Any], list[Entry]]:
-    """The manifest and the items of an archive (plain or compressed tar).
+    """The manifest and the items of an archive (plain, gzip, bzip2 or xz tar).
 
     DataTooLarge for a member over *max_item_size* (checked before reading it);
-    domdata.Error for anything that is not an archive export wrote.
+    domdata.Error for anything that is not a whole archive export wrote, and
+    for an input that cannot be read.
     """
     members: dict[str, bytes] = {}
     manifest_data: bytes | None = None
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as archive:
+        with tarfile.open(fileobj=_Input(stream).decompressed(), mode="r|") as archive:
             for info in archive:
                 if not info.isfile():
                     if info.isdir():
@@ -118,10 +175,20 @@ def read(stream: IO[bytes], max_item_size: int) -> tuple[dict[str, Any], list[En
                         f"{info.name}: {info.size} bytes is over the limit of {max_item_size} bytes per item"
                     )
                 members[info.name] = _read_member(archive, info)
+    except domdata.Error:
+        raise
+    except _InputFailed as failed:
+        raise domdata.Error(f"cannot read the archive: {failed.error.strerror or failed.error}") from None
+    except tarfile.ReadError as exc:
+        if str(exc) == "unexpected end of data" or str(exc).startswith("zlib error"):
+            raise _refuse(f"it is truncated or corrupt ({exc})") from None
+        raise _refuse(str(exc)) from None
     except tarfile.TarError as exc:
         raise _refuse(str(exc)) from None
+    except _DAMAGED as exc:
+        raise _refuse(f"it is truncated or corrupt ({exc})") from None
     if manifest_data is None:
-        raise _refuse(f"no {MANIFEST}")
+        raise _refuse(f"no {MANIFEST} (the last member: a truncated archive has none)")
     manifest = _manifest(manifest_data)
     entries = []
     for item in manifest["items"]:
@@ -140,19 +207,66 @@ def _read_member(archive: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
     return extracted.read()
 
 
+def _count(value: object, most: int | None = None) -> bool:
+    """*value* is a whole number from 0 to *most* (JSON's true and false are none)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    return value >= 0 and (most is None or value <= most)
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+#: The fields of each item and each domain of a manifest, and what each must be.
+_ITEM_FIELDS: dict[str, Callable[[object], bool]] = {
+    "domid": lambda value: _count(value, domdata.MAX_DOMID),
+    "uuid": _text,
+    "userid": _text,
+    "size": _count,
+    "member": _text,
+}
+_DOMAIN_FIELDS: dict[str, Callable[[object], bool]] = {
+    "domid": _ITEM_FIELDS["domid"],
+    "uuid": _text,
+    "name": lambda value: value is None or _text(value),
+}
+
+
 def _manifest(data: bytes) -> dict[str, Any]:
+    """The manifest, every field the import uses checked for its type: a
+    malformed one is refused here, never met later as a KeyError or TypeError.
+    ``domains`` (what ``--from`` matches names against) may be absent."""
     try:
         manifest = json.loads(data)
-    except ValueError as exc:
-        raise _refuse(f"{MANIFEST} is not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise _refuse(f"{MANIFEST} is not JSON ({why})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise _refuse(f"{MANIFEST} is not a {FORMAT} manifest")
-    if manifest.get("version") != VERSION:
-        raise _refuse(f"format version {manifest.get('version')!r}; this domdata reads version {VERSION}")
-    items = manifest.get("items")
-    fields = {"domid": int, "uuid": str, "userid": str, "size": int, "member": str}
-    if not isinstance(items, list) or not all(
-        isinstance(i, dict) and all(isinstance(i.get(k), t) for k, t in fields.items()) for i in items
-    ):
+    version = manifest.get("version")
+    if not _count(version) or version != VERSION:
+        raise _refuse(f"format version {version!r}; this domdata reads version {VERSION}")
+    if not _all_of(manifest.get("items"), _ITEM_FIELDS):
         raise _refuse(f"{MANIFEST} lists items without domid, uuid, userid, size and member")
+    if manifest.get("domains") is None:
+        manifest["domains"] = []
+    if not _all_of(manifest["domains"], _DOMAIN_FIELDS, optional={"name"}):
+        raise _refuse(f"{MANIFEST} lists domains without domid, uuid and a name or null")
     return manifest
+
+
+def _all_of(
+    value: object,
+    fields: dict[str, Callable[[object], bool]],
+    *,
+    optional: frozenset[str] | set[str] = frozenset(),
+) -> bool:
+    """*value* is a list of objects, each with *fields* (those in *optional* may be absent)."""
+    return isinstance(value, list) and all(
+        isinstance(entry, dict)
+        and all(
+            (name in entry or name in optional) and check(entry.get(name)) for name, check in fields.items()
+        )
+        for entry in value
+    )

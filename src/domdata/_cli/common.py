@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import stat
 import sys
 from _thread import TIMEOUT_MAX
 
@@ -74,12 +75,15 @@ def is_domid(dom: str) -> bool:
 
 def parse_dom(value: str) -> str:
     """DOM as given: a domid (normalised), a canonical uuid or a name; BadValue for
-    an empty DOM, one with a control character, a domid outside 0..2^32-1, digits
-    other than 0-9 and a malformed uuid."""
+    an empty DOM, one with a control character, a domid outside 0..2^32-1 (a
+    negative one too: ``-1`` is no name), digits other than 0-9 and a malformed uuid."""
     if not value or not value.isprintable():
         raise BadValue(f"{shown(value)} is not a domid, a uuid or a domain name")
     if value.isdigit() and not value.isascii():
         raise BadValue(f"{shown(value)}: a domid is written with the digits 0-9")
+    if value.startswith("-") and is_domid(value[1:]):
+        # A negative domid, not a name: as out of range as 2^32 is.
+        raise BadValue(f"domid {value} is outside 0..{domdata.MAX_DOMID}")
     try:
         return str(domdata.parse_dom(value))
     except domdata.InvalidDomain as exc:
@@ -98,6 +102,14 @@ def check_no_nul(value: str) -> str:
     return value
 
 
+def check_store(value: str) -> str:
+    """--store as given: an empty one (``--store "$UNSET"``) would mean the default
+    store, a silent surprise. (An empty DOMDATA_STORE is unset, as click reads it.)"""
+    if not value:
+        raise BadValue("the store URL is empty")
+    return check_no_nul(value)
+
+
 def check_host(value: str) -> str:
     if not value or not value.isprintable():
         raise BadValue(f"{shown(value)} is not a host name")
@@ -111,10 +123,22 @@ def check_lock_timeout(value: float) -> float:
     return value
 
 
+def check_interval(value: float) -> float:
+    """``watch --interval``: seconds a wait can take (click's range lets nan and inf through)."""
+    if not (math.isfinite(value) and 0.1 <= value <= TIMEOUT_MAX):
+        raise BadValue(f"{value} is not a number of seconds in 0.1..{TIMEOUT_MAX:.0f}")
+    return value
+
+
 def store_input(ctx: Context, domid: int, userid: str, stream: BinaryIO) -> None:
     """Store what *stream* holds as the item (empty input deletes it), reading
-    one byte more than the limit at most: a huge input is never read whole."""
-    data = stream.read(ctx.max_item_size + 1)
+    one byte more than the limit at most: a huge input is never read whole.
+    An input that cannot be read (a closed stdin, an I/O error) stores nothing."""
+    try:
+        data = stream.read(ctx.max_item_size + 1)
+    except OSError as exc:
+        what = f"cannot read the data: {exc.strerror or exc}"
+        raise domdata.Error(what, store=ctx.store_url, domain=domid, userid=userid) from None
     try:
         ctx.store(domid, userid, data)
     except domdata.DataTooLarge as exc:
@@ -180,18 +204,75 @@ def write_output(output: str, data: bytes) -> None:
     where = "stdout" if output == "-" else output
     try:
         if output == "-":
-            if sys.stdout is None:
+            if sys.stdout is None or getattr(sys.stdout, "stdout_closed", False):  # streams.guard's
                 raise OSError(errno.EBADF, "stdout is closed")
             _write_all(sys.stdout.buffer, data)
             return
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with open(fd, "wb", buffering=0) as file:
+        with OutputFile(output) as file:
             _write_all(file, data)
-    except BrokenPipeError:
-        quiet_exit(BROKEN_PIPE)
     except OSError as exc:
-        error_line(f"domdata: cannot write {shown(where)}: {exc.strerror or exc}")
-        raise SystemExit(OUTPUT_FAILED) from None
+        output_failed(where, exc)
+
+
+def output_failed(where: str, exc: OSError) -> NoReturn:
+    """End the command for an output that could not be written: quietly with
+    BROKEN_PIPE if its reader went away, else one line and OUTPUT_FAILED."""
+    if isinstance(exc, BrokenPipeError):
+        quiet_exit(BROKEN_PIPE)
+    error_line(f"domdata: cannot write {shown(where)}: {exc.strerror or exc}")
+    quiet_exit(OUTPUT_FAILED)
+
+
+class OutputFile:
+    """``-o FILE`` as a context manager giving a binary file: FILE is replaced
+    only once the block wrote it whole. The block writes a temporary file
+    beside FILE (mode 0600: items are private), flushed to disk and renamed
+    over FILE when the block ends; if the block (or that) fails, the temporary
+    file is removed and FILE is left as it was. A symbolic link's target is
+    replaced, not the link; what is not a regular file (a FIFO, a device,
+    ``/dev/stdout`` on a pipe) is written in place, as there is nothing to keep."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._temporary: str | None = None
+        self._file: BinaryIO | None = None
+
+    def __enter__(self) -> BinaryIO:
+        if not self.path:  # not the current directory's name, as realpath would make it
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+        try:
+            in_place = not stat.S_ISREG(os.stat(self.path).st_mode)
+        except FileNotFoundError:
+            in_place = False
+        if in_place:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+        else:
+            self.path = os.path.realpath(self.path)
+            directory, name = os.path.split(self.path)
+            self._temporary = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            fd = os.open(self._temporary, flags, 0o600)
+        self._file = open(fd, "wb")
+        return self._file
+
+    def __exit__(self, kind: object, exc: object, traceback: object) -> None:
+        assert self._file is not None
+        try:
+            if kind is None:
+                self._file.flush()
+                if self._temporary is not None:
+                    os.fsync(self._file.fileno())
+            self._file.close()
+            if kind is None and self._temporary is not None:
+                os.rename(self._temporary, self.path)
+                self._temporary = None
+        finally:
+            if self._temporary is not None:
+                try:  # noqa: SIM105 (contextlib: an import a single-item command does not pay)
+                    self._file.close()  # still holding what could not be written
+                except OSError:
+                    pass  # the error that brought us here is the one to report
+                os.unlink(self._temporary)
 
 
 def _write_all(stream: BinaryIO, data: bytes) -> None:

@@ -27,6 +27,7 @@ from .common import (
     check_host,
     check_lock_timeout,
     check_no_nul,
+    check_store,
     domid_of,
     error_line,
     exit_status,
@@ -76,7 +77,7 @@ class _Call:
         self.args = args
         self.quiet = False
         self.durable = True
-        self.store = None if raw["--store"] is None else check_no_nul(raw["--store"])
+        self.store = None if raw["--store"] is None else check_store(raw["--store"])
         self.domains = None if raw["--domains"] is None else check_no_nul(raw["--domains"])
         self.host = None if raw["--host"] is None else check_host(raw["--host"])
         timeout, size = raw["--lock-timeout"], raw["--max-item-size"]

@@ -3,6 +3,7 @@ store's) as one tar archive, to move them between stores that share nothing."""
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -12,6 +13,8 @@ import click
 
 import domdata
 from domdata.cli import Settings, _count, _domid, dom_argument, pass_settings
+
+from .common import OutputFile, output_failed
 
 if TYPE_CHECKING:
     from . import archive
@@ -35,13 +38,13 @@ def progress(items: Sequence[T], label: str) -> Iterator[Iterable[T]]:
 @click.option(
     "-o",
     "--output",
-    type=click.File("wb"),
+    type=click.Path(dir_okay=False, allow_dash=True),
     default="-",
     metavar="FILE",
     help="Write to FILE instead of stdout.",
 )
 @pass_settings
-def export(settings: Settings, dom: str | None, everything: bool, output: BinaryIO) -> None:
+def export(settings: Settings, dom: str | None, everything: bool, output: str) -> None:
     """Write DOM's items (or, with --all, every live domain's) as one tar archive.
 
     One member per item and a manifest.json (format version, source store,
@@ -51,22 +54,37 @@ def export(settings: Settings, dom: str | None, everything: bool, output: Binary
     """
     if (dom is None) == (not everything):
         raise click.UsageError("name one DOM, or --all")
-    if output.isatty():
+    if output == "-" and sys.stdout is not None and sys.stdout.isatty():
         raise click.UsageError("the archive is binary: write it with -o FILE or into a pipe")
-    from . import archive  # tarfile: only for the commands that need it
-
     ctx = settings.open()
     if everything:
         domains = list(ctx.domains.domains())
     else:
         assert dom is not None
         domains = [ctx.find(dom)]
+    try:
+        if output == "-":
+            if sys.stdout is None:
+                raise OSError(errno.EBADF, "stdout is closed")
+            exported = _export(ctx, domains, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            with OutputFile(output) as file:
+                exported = _export(ctx, domains, file)
+    except OSError as exc:
+        output_failed("stdout" if output == "-" else output, exc)
+    click.echo(f"exported {_count(exported, 'item')} of {_count(len(domains), 'domain')}", err=True)
+
+
+def _export(ctx: domdata.Context, domains: list[domdata.Domain], output: BinaryIO) -> int:
+    """Write the archive of *domains* to *output*; how many items it holds."""
+    from . import archive  # tarfile: only for the commands that need it
+
     exported = 0
     with archive.writing(output, ctx.store_url) as writer, progress(domains, "exporting") as bar:
         for domain in bar:
             exported += _export_domain(ctx, domain, writer)
-    output.flush()
-    click.echo(f"exported {_count(exported, 'item')} of {_count(len(domains), 'domain')}", err=True)
+    return exported
 
 
 def _export_domain(ctx: domdata.Context, domain: domdata.Domain, writer: archive.Writer) -> int:
@@ -134,9 +152,7 @@ def _choose(manifest: dict[str, Any], entries: list[archive.Entry], from_: str |
         if len(held) > 1:
             raise click.UsageError(f"the archive holds {len(held)} domains: choose one with --from")
         return entries
-    names = {
-        (d["domid"], d["uuid"]): d.get("name") for d in manifest.get("domains") or [] if isinstance(d, dict)
-    }
+    names = {(d["domid"], d["uuid"]): d.get("name") for d in manifest["domains"]}  # archive.read checked them
     matches = [i for i in held if from_ in (str(i[0]), i[1], names.get(i))]
     if len(matches) != 1:
         how_many = "no" if not matches else "more than one"
