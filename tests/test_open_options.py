@@ -101,3 +101,12 @@ def test_find_of_a_non_str_is_invalid_domain(url: str, dom: object) -> None:
         ctx.managed.create("web1")
         with pytest.raises(domdata.InvalidDomain, match="a str"):
             ctx.find(dom)  # type: ignore[arg-type]
+
+
+def test_an_empty_store_url_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """None is the default store; "" (a variable left unset) is a mistake, not the default."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("DOMDATA_STORE", raising=False)
+    with pytest.raises(domdata.InvalidURL, match="empty"):
+        domdata.open("")
+    assert not (tmp_path / "state").exists()

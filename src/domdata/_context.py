@@ -700,6 +700,8 @@ def _url(store: str | None) -> str:
     """The store URL: as given, else ``$DOMDATA_STORE`` (as the command line), else the default."""
     if store is not None and not isinstance(store, str):
         raise InvalidURL(f"a store URL is a str, not {type(store).__name__}", store=repr(store))
+    if store == "":  # "$UNSET" in a script: not the default store, silently
+        raise InvalidURL("the store URL is empty (None means the default store)", store="''")
     return store or os.environ.get("DOMDATA_STORE") or default_url()
 
 

@@ -90,9 +90,11 @@ class Item(NamedTuple):
 def parse_dom(text: str) -> int | _uuid.UUID | str:
     """DOM as people write it: ASCII digits are a domid, a uuid-shaped text is
     a uuid, anything else is a name. InvalidDomain for a domid outside
-    0..2^32-1 or a malformed uuid."""
+    0..2^32-1 (a negative one too: ``-1`` is no name) or a malformed uuid."""
     if text.isascii() and text.isdigit():
         return check_domid(int(text))
+    if text[:1] == "-" and text[1:].isascii() and text[1:].isdigit():
+        raise InvalidDomain(f"domid {text} is outside 0..{MAX_DOMID}")  # -0 too: written as no domid is
     if uuid_shaped(text):
         import uuid as _uuid  # only for a uuid: it imports platform
 

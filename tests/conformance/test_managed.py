@@ -51,7 +51,7 @@ def test_taken_domid_or_name_is_domain_exists(managed: domdata.Context) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", "123", "a" * 65, " web1", "tab\there", "6695eb01-f6a4-8304-79aa-97f2502e193f"]
+    "name", ["", "123", "-1", "-0", "a" * 65, " web1", "tab\there", "6695eb01-f6a4-8304-79aa-97f2502e193f"]
 )
 def test_bad_names_are_invalid(managed: domdata.Context, name: str) -> None:
     with pytest.raises(domdata.InvalidDomain):
@@ -63,6 +63,13 @@ def test_bad_names_are_invalid(managed: domdata.Context, name: str) -> None:
 def test_bad_uuid_is_invalid(managed: domdata.Context, bad: str) -> None:
     with pytest.raises(domdata.InvalidDomain):
         managed.managed.create(uuid=bad)
+
+
+@pytest.mark.parametrize("dom", ["-1", "-0", "-4294967296"])
+def test_find_of_a_negative_domid_is_invalid(managed: domdata.Context, dom: str) -> None:
+    """Not a name that names no domain (DomainNotFound): a domid out of range."""
+    with pytest.raises(domdata.InvalidDomain, match=f"domid {dom} is outside"):
+        managed.find(dom)
 
 
 def test_find_by_domid_uuid_or_name(managed: domdata.Context) -> None:

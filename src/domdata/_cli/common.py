@@ -13,6 +13,7 @@ import sys
 from _thread import TIMEOUT_MAX
 
 import domdata
+from domdata._types import MAX_ITEM_SIZE_CAP as MAX_ITEM_SIZE_CAP  # the CLI's bound is the library's
 
 # Not typing's: a single-item command imports no typing (issue 12).
 TYPE_CHECKING = False
@@ -47,14 +48,12 @@ OUTPUT_FAILED = 14
 CANNOT_RUN, NOT_FOUND = 126, 127
 #: Ctrl-C (SIGINT), and a reader of stdout that went away (128 + SIGPIPE).
 INTERRUPTED, BROKEN_PIPE = 130, 141
-#: The largest --max-item-size: what SQLite (SQLITE_MAX_LENGTH) and PostgreSQL (bytea) hold.
-MAX_ITEM_SIZE_CAP = 1_000_000_000
 
 
 def exit_status(exc: domdata.Error) -> int:
     """The status a domdata error ends the command with. A malformed store URL
-    is a usage error (2), as a malformed domid is."""
-    if isinstance(exc, domdata.InvalidURL):
+    or option is a usage error (2), as a malformed domid is."""
+    if isinstance(exc, domdata.InvalidURL | domdata.InvalidOption):
         return 2
     return next((code for cls, code in EXIT_STATUS.items() if isinstance(exc, cls)), 1)
 
@@ -81,9 +80,6 @@ def parse_dom(value: str) -> str:
         raise BadValue(f"{shown(value)} is not a domid, a uuid or a domain name")
     if value.isdigit() and not value.isascii():
         raise BadValue(f"{shown(value)}: a domid is written with the digits 0-9")
-    if value.startswith("-") and is_domid(value[1:]):
-        # A negative domid, not a name: as out of range as 2^32 is.
-        raise BadValue(f"domid {value} is outside 0..{domdata.MAX_DOMID}")
     try:
         return str(domdata.parse_dom(value))
     except domdata.InvalidDomain as exc:

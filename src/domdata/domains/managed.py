@@ -14,15 +14,15 @@ MAX_NAME_LENGTH = 64
 
 
 def check_name(name: object) -> str:
-    """A domain name: 1..64 printable characters, not all digits, not a uuid."""
+    """A domain name: 1..64 printable characters, not a domid (digits, -digits), not a uuid."""
     if not isinstance(name, str):
         raise InvalidDomain(f"a domain name is a str, not {type(name).__name__}")
     if not 0 < len(name) <= MAX_NAME_LENGTH:
         raise InvalidDomain(f"a domain name has 1 to {MAX_NAME_LENGTH} characters")
     if not name.isprintable() or name != name.strip():
         raise InvalidDomain(f"domain name {name!r} has unprintable or surrounding space characters")
-    if name.isdigit():
-        raise InvalidDomain(f"domain name {name!r} is all digits: it would read as a domid")
+    if name.isdigit() or (name[0] == "-" and name[1:].isascii() and name[1:].isdigit()):
+        raise InvalidDomain(f"domain name {name!r} would read as a domid")
     if uuid_shaped(name):
         raise InvalidDomain(f"domain name {name!r} would read as a uuid")
     return name
