@@ -11,21 +11,9 @@ from pathlib import Path
 import pytest
 
 from domdata.watch import watch
-from tests._cli_hostile import domain_with_item, store_in
 from tests._faults import domdata, environment
 
-
-@pytest.fixture
-def store(tmp_path: Path) -> str:
-    return store_in(tmp_path)
-
-
-@pytest.fixture
-def dom(store: str) -> str:
-    return domain_with_item(store)
-
-
-# -- 4: non-finite floats ---------------------------------------------------------------
+# -- non-finite floats ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("value", ["inf", "1e308", "nan", "-inf"])
@@ -56,7 +44,7 @@ def test_lock_timeout_refuses_what_is_not_a_number_of_seconds(
     assert domdata(store, *command, env=env).returncode == 2
 
 
-# -- 6: an empty --store ----------------------------------------------------------------
+# -- an empty --store ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("args", [["--store", ""], ["--store="]], ids=["separate", "equals"])
@@ -78,7 +66,7 @@ def test_an_empty_domdata_store_variable_is_unset(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["location"].startswith(str(tmp_path / "state"))
 
 
-# -- 8: a DOM that looks like a negative domid ---------------------------------------------
+# -- a DOM that looks like a negative domid ---------------------------------------------
 
 
 @pytest.mark.parametrize("value", ["-1", "-0", "-4294967296"])

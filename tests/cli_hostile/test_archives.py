@@ -11,25 +11,12 @@ import lzma
 import os
 import tarfile
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from tests._cli_hostile import domain_with_item, store_in
 from tests._faults import assert_one_line_error, domdata
 
-
-@pytest.fixture
-def store(tmp_path: Path) -> str:
-    return store_in(tmp_path)
-
-
-@pytest.fixture
-def dom(store: str) -> str:
-    return domain_with_item(store)
-
-
-# -- 5: malformed archives ------------------------------------------------------------
+# -- malformed archives ------------------------------------------------------------
 
 
 def _archive(manifest: bytes, members: dict[str, bytes] | None = None) -> bytes:

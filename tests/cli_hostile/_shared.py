@@ -1,5 +1,5 @@
 """Shared by the tests of the command line under hostile conditions
-(tests/test_cli_hostile_*.py): a store in a directory of its own, a domain
+(tests/cli_hostile/): a store in a directory of its own, a domain
 holding one item, a shell running domdata, what a directory gained."""
 
 from __future__ import annotations

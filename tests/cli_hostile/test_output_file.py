@@ -9,23 +9,13 @@ from pathlib import Path
 import pytest
 
 import domdata as library
-from tests._cli_hostile import OUTPUT_FAILED, domain_with_item, leftovers, store_in
 from tests._faults import assert_one_line_error, created_domain, domdata, tmpfs
+from tests.cli_hostile._shared import OUTPUT_FAILED, leftovers
 
 OLD = b"the old contents, which must survive\n"
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> str:
-    return store_in(tmp_path)
-
-
-@pytest.fixture
-def dom(store: str) -> str:
-    return domain_with_item(store)
-
-
-# -- 1: an output file is replaced only by a whole one -----------------------------
+# -- an output file is replaced only by a whole one -----------------------------
 
 
 def test_export_of_a_missing_domain_leaves_the_output_file_alone(

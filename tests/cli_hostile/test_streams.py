@@ -5,25 +5,13 @@ and never an error on stdout."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-from tests._cli_hostile import BROKEN_PIPE, OUTPUT_FAILED, domain_with_item, sh, store_in
 from tests._faults import assert_one_line_error, domdata
+from tests.cli_hostile._shared import BROKEN_PIPE, OUTPUT_FAILED, sh
 
-
-@pytest.fixture
-def store(tmp_path: Path) -> str:
-    return store_in(tmp_path)
-
-
-@pytest.fixture
-def dom(store: str) -> str:
-    return domain_with_item(store)
-
-
-# -- 2: stdout full, closed or gone, on every command click runs -----------------------
+# -- stdout full, closed or gone, on every command click runs -----------------------
 
 #: Commands that print to stdout and go through click.
 PRINTING = [
@@ -77,7 +65,7 @@ def test_a_closed_stdout_does_not_fail_a_command_that_prints_nothing(store: str,
     assert result.stderr == b""
 
 
-# -- 3: a closed stdin --------------------------------------------------------------
+# -- a closed stdin --------------------------------------------------------------
 
 
 def test_a_closed_stdin_is_one_line_and_changes_nothing(store: str, dom: str) -> None:
@@ -94,7 +82,7 @@ def test_import_from_a_closed_stdin_is_one_line_and_imports_nothing(store: str, 
     assert domdata(store, "retrieve", dom, "k").stdout == b"value"
 
 
-# -- 7: a closed stderr -------------------------------------------------------------------
+# -- a closed stderr -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("command", ["info --bogus", "retrieve 99 k", "nosuchcommand", "retrieve -- -1 k"])
