@@ -40,6 +40,8 @@ __all__ = ["PostgreSQLStore"]
 
 #: Seconds to wait for a connection when the URL sets no ``connect_timeout``.
 DEFAULT_CONNECT_TIMEOUT = 5
+#: The longest connect_timeout a URL may set, in seconds (a day).
+MAX_CONNECT_TIMEOUT = 86_400
 MAX_HOST_LENGTH = 255
 
 _SELECT = "SELECT data FROM userdata WHERE host = %s AND domid = %s AND uuid = %s AND userid = %s"
@@ -62,6 +64,23 @@ _DROP = (
 _DROP_EARLIER_BOOT = _DROP + " AND boot <> %s"
 
 
+def _connect_timeout(params: dict[str, object], url: str) -> int:
+    """The URL's connect_timeout (default DEFAULT_CONNECT_TIMEOUT), once its
+    ports and timeout are ones libpq reads as written: InvalidURL otherwise.
+    (libpq waits forever for a timeout of 0 or less.)"""
+    ports = str(params.get("port") or "")
+    for port in ports.split(","):
+        if port and not (port.isascii() and port.isdigit() and 0 < int(port) <= 65535):
+            raise InvalidURL(f"port {port!r} is not a number in 1..65535", store=url)
+    timeout = str(params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
+    if not (timeout.isascii() and timeout.isdigit() and 0 < int(timeout) <= MAX_CONNECT_TIMEOUT):
+        raise InvalidURL(
+            f"connect_timeout {timeout!r} is not a whole number of seconds in 1..{MAX_CONNECT_TIMEOUT}",
+            store=url,
+        )
+    return int(timeout)
+
+
 class PostgreSQLStore(ClusterStore, HandsOff, ChangeFeed):
     """Items and managed domains of every host in one PostgreSQL database."""
 
@@ -76,12 +95,12 @@ class PostgreSQLStore(ClusterStore, HandsOff, ChangeFeed):
             params = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.Error as exc:
             raise InvalidURL(f"not a PostgreSQL URL: {exc}", store=self.url) from exc
-        timeout = float(params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
+        timeout = _connect_timeout(params, self.url)
         self.server = server_of(params)
         # One connection of its own first: a server that refuses is an error at
         # once, not after the pool's timeout; it brings the schema up to date.
         try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=round(timeout)) as first:
+            with psycopg.connect(url, autocommit=True, connect_timeout=timeout) as first:
                 ensure_schema(first, self.url)
                 if options.retention is not None:
                     PostgreSQLFeed.set_retention(first, options.retention)
