@@ -11,7 +11,7 @@ server-side function (one round trip); ``lock()`` takes it for the session
 from __future__ import annotations
 
 import socket
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 import psycopg
 
@@ -64,7 +64,7 @@ _DROP = (
 _DROP_EARLIER_BOOT = _DROP + " AND boot <> %s"
 
 
-def _connect_timeout(params: dict[str, object], url: str) -> int:
+def _connect_timeout(params: Mapping[str, object], url: str) -> int:
     """The URL's connect_timeout (default DEFAULT_CONNECT_TIMEOUT), once its
     ports and timeout are ones libpq reads as written: InvalidURL otherwise.
     (libpq waits forever for a timeout of 0 or less.)"""
