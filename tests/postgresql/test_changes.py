@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
+import time
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +136,68 @@ def test_a_store_nobody_reads_is_trimmed_by_its_writers(url: str) -> None:
             ctx.changes(since=0)
         assert caught.value.oldest == 70_512 - 10 + 1
         assert [change.rev for change in ctx.changes()] == list(range(70_503, 70_513))
+
+
+def _notified(listener: Any, seconds: float) -> bool:
+    return bool(list(listener.notifies(timeout=seconds, stop_after=1)))
+
+
+def test_a_write_nobody_follows_wakes_nobody(url: str) -> None:
+    """NOTIFY is what a follower waits for; with no follower a write skips it
+    (DESIGN section 7: a program that never reads pays only the record)."""
+    import psycopg
+
+    with (
+        domdata.open(url) as ctx,
+        psycopg.connect(url, autocommit=True) as listener,
+    ):
+        dom = ctx.managed.create()
+        listener.execute("LISTEN domdata_changes")
+        ctx.store(dom.domid, "xl", b"unread")
+        assert not _notified(listener, 0.5)
+        following = ctx.changes(since=_listed(ctx.list()).rev, follow=True)
+        ctx.store(dom.domid, "xl", b"read")
+        assert _notified(listener, PATIENCE)
+        assert next(following).size == len(b"read")
+        following.close()  # type: ignore[attr-defined]
+        ctx.store(dom.domid, "xl", b"unread again")
+        assert not _notified(listener, 0.5)
+
+
+def test_a_follower_starting_while_a_silent_write_commits_sees_it(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that found no follower does not notify: a follower that starts
+    before it commits waits for the commit, then reads it. (The safety re-read
+    is pushed past the test's patience: only the wake-up can deliver.)"""
+    import threading
+
+    import psycopg
+
+    from domdata.stores.postgresql import _changes
+
+    monkeypatch.setattr(_changes, "_SAFETY", 10 * PATIENCE)
+    with domdata.open(url, host="h") as ctx, psycopg.connect(url, autocommit=True) as raw:
+        dom = ctx.managed.create()
+        since = _listed(ctx.list()).rev
+        seen: list[domdata.Change] = []
+        with raw.transaction():
+            raw.execute(
+                "INSERT INTO userdata (host, domid, uuid, userid, data) VALUES ('h', %s, %s, 'xl', 'x')",
+                (dom.domid, dom.uuid),
+            )
+
+            def follow() -> None:
+                seen.extend(itertools.islice(ctx.changes(since=since, follow=True), 1))
+
+            follower = threading.Thread(target=follow, daemon=True)
+            follower.start()
+            with psycopg.connect(url, autocommit=True) as watcher:
+                waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                deadline = time.monotonic() + PATIENCE
+                while watcher.execute(waiting).fetchone() != (1,):
+                    assert time.monotonic() < deadline, "the follower did not wait for the commit"
+                    time.sleep(0.01)
+            assert not seen
+        follower.join(PATIENCE)
+        assert [(c.rev, c.op, c.userid) for c in seen] == [(since + 1, "store", "xl")]

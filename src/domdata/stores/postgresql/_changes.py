@@ -21,10 +21,15 @@ transactions that NOTIFY (the notification queue's lock), which the feed
 needs too; benchmarks/rows_changes.py measures the whole.
 
 Waking: the trigger NOTIFYs ``domdata_changes`` (delivered at commit, once per
-transaction). A follower LISTENs on a connection of its own, then reads: a
-commit after the LISTEN wakes it, a commit before is in what it reads. When
-the connection is lost (a server restart) it reconnects, listens again and
-reads on from its last revision.
+transaction), but only while someone follows (migration 7): every follower
+holds the listeners' lock, ("chng", 2), shared for as long as its connection
+lives, and a writer that gets it exclusively (without waiting) knows nobody
+follows and skips the NOTIFY, which would cost it a tenth of its write. It
+then holds that lock until it commits, so a follower that starts meanwhile
+waits for the commit before it LISTENs. A follower takes the lock, LISTENs,
+then reads: a commit after the LISTEN wakes it, a commit before is in what it
+reads. When the connection is lost (a server restart) it reconnects, takes
+the lock, listens again and reads on from its last revision.
 
 Retention: ``domdata_trim_changes`` deletes the changes both older than the
 retention age and beyond the retention count, and notes the highest revision
@@ -60,6 +65,8 @@ if TYPE_CHECKING:
 
 #: The NOTIFY channel.
 CHANNEL = "domdata_changes"
+#: Held shared by every follower: a writer that can take it exclusively skips the NOTIFY.
+_FOLLOWING = "SELECT pg_advisory_lock_shared(1667788391, 2)"
 _DEFAULT = Retention()
 
 #: The schema migration of the feed: the changes, the trigger that records them, retention.
@@ -216,6 +223,55 @@ TRIM_MIGRATION: tuple[LiteralString, ...] = (
         END $$""",
 )
 
+#: Schema migration 7: a write that nobody follows does not NOTIFY. The
+#: trigger tries the listeners' lock after its insert: got, nobody follows
+#: (and nobody can start to before this commit); taken by a follower, it
+#: NOTIFYs as before. The function is restated whole (see TRIM_MIGRATION).
+QUIET_MIGRATION: tuple[LiteralString, ...] = (
+    """CREATE OR REPLACE FUNCTION domdata_record_change() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            v_rev bigint;
+            v_notified text;
+        BEGIN
+            -- Revisions in commit order: one writer at a time from here to its commit.
+            IF NOT pg_try_advisory_xact_lock(1667788391, 0) THEN
+                PERFORM pg_advisory_xact_lock(1667788391, 0);
+            END IF;
+            IF TG_OP = 'DELETE' THEN
+                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
+                    VALUES (nextval('changes_rev'),
+                            CASE current_setting('domdata.change_op', true)
+                                WHEN 'destroy' THEN 'destroy' WHEN 'reap' THEN 'reap' ELSE 'delete' END,
+                            OLD.host, OLD.domid, OLD.uuid, OLD.userid, NULL)
+                    RETURNING rev, CASE WHEN NOT pg_try_advisory_xact_lock(1667788391, 2)
+                                        THEN pg_notify('domdata_changes', '')::text END
+                    INTO v_rev, v_notified;
+            ELSIF TG_OP = 'UPDATE'
+                AND (OLD.host, OLD.domid, OLD.uuid) IS DISTINCT FROM (NEW.host, NEW.domid, NEW.uuid) THEN
+                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
+                    VALUES (nextval('changes_rev'), 'migrate',
+                            OLD.host, OLD.domid, OLD.uuid, OLD.userid, NULL);
+                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
+                    VALUES (nextval('changes_rev'), 'store', NEW.host, NEW.domid, NEW.uuid, NEW.userid,
+                            octet_length(NEW.data))
+                    RETURNING rev, CASE WHEN NOT pg_try_advisory_xact_lock(1667788391, 2)
+                                        THEN pg_notify('domdata_changes', '')::text END
+                    INTO v_rev, v_notified;
+            ELSE
+                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
+                    VALUES (nextval('changes_rev'), 'store', NEW.host, NEW.domid, NEW.uuid, NEW.userid,
+                            octet_length(NEW.data))
+                    RETURNING rev, CASE WHEN NOT pg_try_advisory_xact_lock(1667788391, 2)
+                                        THEN pg_notify('domdata_changes', '')::text END
+                    INTO v_rev, v_notified;
+            END IF;
+            IF v_rev % 256 = 0 THEN
+                PERFORM domdata_trim_changes(256, 65536);
+            END IF;
+            RETURN NULL;
+        END $$""",
+)
+
 _REPEATABLE = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _NEWEST = "SELECT coalesce((SELECT max(rev) FROM changes), (SELECT upto FROM change_trimmed))"
 _BOUNDS = (
@@ -297,6 +353,7 @@ class _Reader:
         try:
             conn = self._session.connect()
             if self._follow:
+                conn.execute(_FOLLOWING)
                 conn.execute(f"LISTEN {CHANNEL}")
         except psycopg.Error as exc:
             raise self._fail(exc) from exc

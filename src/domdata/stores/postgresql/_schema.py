@@ -12,7 +12,7 @@ import psycopg
 
 from ..._errors import StoreUnavailable
 from ._changes import MIGRATION as CHANGES_MIGRATION
-from ._changes import TRIM_MIGRATION
+from ._changes import QUIET_MIGRATION, TRIM_MIGRATION
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -153,6 +153,8 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
     ),
     # 6: a cheaper change feed for writers (see _changes).
     TRIM_MIGRATION,
+    # 7: no NOTIFY while nobody follows (see _changes).
+    QUIET_MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
