@@ -1,6 +1,8 @@
 """A closed context, on every store: closing again does nothing, and every
 call after close raises StoreUnavailable without touching a descriptor (the
-numbers the store held may belong to other files of the program by then)."""
+numbers the store held may belong to other files of the program by then) --
+calls on the context, and on what it handed out before: its domain source
+(``ctx.domains``, ``ctx.managed``)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,13 @@ from pathlib import Path
 import pytest
 
 import domdata
+from domdata import Domain
+from domdata.domains import DomainSource, ManagedDomains
 from tests.kits import Setup
 
 Call = Callable[[domdata.Context, int], object]
+SourceCall = Callable[[DomainSource, Domain], object]
+ManagedCall = Callable[[ManagedDomains, Domain], object]
 ENDED_UUID = "00000000-0000-0000-0000-000000000000"
 
 #: Every public call of a context, each as it would be made on a live domain.
@@ -40,6 +46,28 @@ CALLS: dict[str, Call] = {
     "changes": lambda ctx, domid: list(ctx.changes()),
     "changes-of-domain": lambda ctx, domid: list(ctx.changes(domid)),
     "follow": lambda ctx, domid: next(iter(ctx.changes(follow=True))),
+}
+
+
+#: Every call on the domain source a context hands out (``ctx.domains``), kept past close.
+SOURCE_CALLS: dict[str, SourceCall] = {
+    "domains": lambda source, domain: source.domains(),
+    "incarnation": lambda source, domain: source.incarnation(domain.domid),
+    "incarnations": lambda source, domain: source.incarnations(),
+    "lives": lambda source, domain: source.lives(domain.incarnation),
+    "find-domid": lambda source, domain: source.find(str(domain.domid)),
+    "find-uuid": lambda source, domain: source.find(domain.uuid),
+    "find-name": lambda source, domain: source.find(domain.name or "unnamed"),
+    "by_domid": lambda source, domain: source.by_domid(domain.domid),
+    "by_uuid": lambda source, domain: source.by_uuid(domain.uuid),
+    "by_name": lambda source, domain: source.by_name(domain.name or "unnamed"),
+}
+
+#: What only ``ctx.managed`` has, kept past close.
+MANAGED_CALLS: dict[str, ManagedCall] = {
+    "create": lambda managed, domain: managed.create("another"),
+    "create-domid": lambda managed, domain: managed.create(domid=domain.domid + 1),
+    "remove": lambda managed, domain: managed.remove(domain.incarnation),
 }
 
 
@@ -119,6 +147,45 @@ def test_every_call_after_close_is_store_unavailable(
         _still_mine(fds)
     with setup.context() as again:
         assert again.retrieve(domid, "xl") == b"old"
+
+
+@pytest.mark.parametrize("call", SOURCE_CALLS.values(), ids=SOURCE_CALLS.keys())
+def test_the_domain_source_kept_past_close_is_store_unavailable(
+    setup: Setup, call: SourceCall, tmp_path: Path
+) -> None:
+    ctx = setup.open()
+    domain = setup.source.create(ctx)
+    ctx.store(domain.domid, "xl", b"old")
+    kept = ctx.domains
+    ctx.close()
+    with ExitStack() as stack:
+        fds = _files_on_freed_numbers(tmp_path, stack)
+        with pytest.raises(domdata.StoreUnavailable, match="this context is closed"):
+            call(kept, domain)
+        _still_mine(fds)
+    with setup.context() as again:
+        assert again.retrieve(domain.domid, "xl") == b"old"
+
+
+@pytest.mark.parametrize("call", MANAGED_CALLS.values(), ids=MANAGED_CALLS.keys())
+def test_ctx_managed_kept_past_close_is_store_unavailable(
+    setup: Setup, call: ManagedCall, tmp_path: Path
+) -> None:
+    if not setup.source.managed:
+        pytest.skip("ctx.managed is NotManaged with another source, open or closed")
+    ctx = setup.open()
+    domain = setup.source.create(ctx)
+    ctx.store(domain.domid, "xl", b"old")
+    kept = ctx.managed
+    ctx.close()
+    with ExitStack() as stack:
+        fds = _files_on_freed_numbers(tmp_path, stack)
+        with pytest.raises(domdata.StoreUnavailable, match="this context is closed"):
+            call(kept, domain)
+        _still_mine(fds)
+    with setup.context() as again:
+        assert [d.incarnation for d in again.managed.domains()] == [domain.incarnation]
+        assert again.retrieve(domain.domid, "xl") == b"old"
 
 
 @pytest.mark.parametrize("block", ["lock", "handoff"])
