@@ -46,14 +46,15 @@ class DirectoryWatch:
         self._fd = fd
         # Closed with the object too: a feed that is never iterated still lets go.
         self._close = weakref.finalize(self, os.close, fd)
-        self._poll = select.poll()
-        self._poll.register(fd, select.POLLIN)
 
-    def wait(self, timeout: float | None) -> list[tuple[int, str]]:
-        """The events that arrive within *timeout* seconds (None: wait for one);
-        an overflow is reported as ``(IN_Q_OVERFLOW, "")``."""
-        if not self._poll.poll(None if timeout is None else max(0, int(timeout * 1000))):
-            return []
+    def ready(self, timeout: float | None) -> None:
+        """Wait until there are events to read, *timeout* seconds at most (None: no limit)."""
+        poller = select.poll()  # one per wait: threads of a store may wait at once
+        poller.register(self._fd, select.POLLIN)
+        poller.poll(None if timeout is None else max(0, int(timeout * 1000)))
+
+    def read(self) -> list[tuple[int, str]]:
+        """The events there are, without waiting; an overflow is reported as ``(IN_Q_OVERFLOW, "")``."""
         events: list[tuple[int, str]] = []
         while True:
             try:
@@ -67,6 +68,11 @@ class DirectoryWatch:
                 name = buffer[offset : offset + length].split(b"\0", 1)[0]
                 offset += length
                 events.append((mask, os.fsdecode(name)))
+
+    def wait(self, timeout: float | None) -> list[tuple[int, str]]:
+        """The events that arrive within *timeout* seconds (None: until some do)."""
+        self.ready(timeout)
+        return self.read()
 
     def close(self) -> None:
         self._close()

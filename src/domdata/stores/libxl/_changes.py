@@ -73,9 +73,12 @@ class _Log:
         self._pumping = threading.Lock()
 
     def pump(self, timeout: float | None) -> None:
-        """Turn the events that arrive within *timeout* seconds into changes."""
+        """Turn the events that arrive within *timeout* seconds into changes.
+        The wait takes no lock: a listing or another follower of the store
+        goes on meanwhile."""
+        self._watch.ready(timeout)
         with self._pumping:
-            for mask, name in self._watch.wait(timeout):
+            for mask, name in self._watch.read():
                 if mask & IN_Q_OVERFLOW:
                     self.gap = self.newest
                     continue
