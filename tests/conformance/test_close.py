@@ -2,12 +2,15 @@
 call after close raises StoreUnavailable without touching a descriptor (the
 numbers the store held may belong to other files of the program by then) --
 calls on the context, and on what it handed out before: its domain source
-(``ctx.domains``, ``ctx.managed``)."""
+(``ctx.domains``, ``ctx.managed``) and its change feeds, whether one is read
+on after close or is waiting for a change, in another thread, as it closes."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -22,6 +25,8 @@ Call = Callable[[domdata.Context, int], object]
 SourceCall = Callable[[DomainSource, Domain], object]
 ManagedCall = Callable[[ManagedDomains, Domain], object]
 ENDED_UUID = "00000000-0000-0000-0000-000000000000"
+#: How long a follower may take to notice that its context closed (it should be at once).
+PATIENCE = 3.0
 
 #: Every public call of a context, each as it would be made on a live domain.
 CALLS: dict[str, Call] = {
@@ -186,6 +191,73 @@ def test_ctx_managed_kept_past_close_is_store_unavailable(
     with setup.context() as again:
         assert [d.incarnation for d in again.managed.domains()] == [domain.incarnation]
         assert again.retrieve(domain.domid, "xl") == b"old"
+
+
+class _Next(threading.Thread):
+    """``next(feed)`` in a thread of its own: what it returned or raised."""
+
+    def __init__(self, feed: Iterator[domdata.Change]) -> None:
+        super().__init__(daemon=True)
+        self._feed = feed
+        self._outcome: object = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._outcome = next(self._feed)
+        except BaseException as exc:  # the outcome the test asserts on
+            self._outcome = exc
+
+    def outcome(self) -> object:
+        self.join(PATIENCE)
+        assert not self.is_alive(), f"next() on the feed still runs {PATIENCE} s after its context closed"
+        return self._outcome
+
+
+def _closed_context_error(outcome: object) -> None:
+    assert isinstance(outcome, domdata.StoreUnavailable), repr(outcome)
+    assert "this context is closed" in str(outcome)
+
+
+def test_a_follower_waiting_as_its_context_closes_ends_with_store_unavailable(
+    setup: Setup, tmp_path: Path
+) -> None:
+    ctx = setup.open()
+    domain = setup.source.create(ctx)
+    feed = ctx.changes(since=ctx.list().rev, follow=True)
+    ctx.store(domain.domid, "xl", b"old")
+    assert next(feed).userid == "xl"
+    follower = _Next(feed)  # waits for a change that never comes
+    time.sleep(0.2)
+    ctx.close()
+    with ExitStack() as stack:
+        fds = _files_on_freed_numbers(tmp_path, stack)
+        _closed_context_error(follower.outcome())
+        _still_mine(fds)
+    with pytest.raises(StopIteration):
+        next(feed)  # and it stays ended
+    with setup.context() as again:
+        assert again.retrieve(domain.domid, "xl") == b"old"
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["read", "follow"])
+def test_a_feed_read_on_after_its_context_closed_is_store_unavailable(
+    setup: Setup, follow: bool, tmp_path: Path
+) -> None:
+    ctx = setup.open()
+    domain = setup.source.create(ctx)
+    rev = ctx.list().rev
+    ctx.store(domain.domid, "xl", b"old")
+    ctx.store(domain.domid, "other", b"more")
+    feed = ctx.changes(since=rev, follow=follow)
+    assert next(feed).userid == "xl"
+    ctx.close()
+    with ExitStack() as stack:
+        fds = _files_on_freed_numbers(tmp_path, stack)
+        _closed_context_error(_Next(feed).outcome())  # not the change it may have read already
+        _still_mine(fds)
+    with setup.context() as again:
+        assert again.retrieve(domain.domid, "other") == b"more"
 
 
 @pytest.mark.parametrize("block", ["lock", "handoff"])

@@ -409,6 +409,7 @@ class SQLiteStore(HandsOff, ChangeFeed):
         return StoreDescription(path_of(self.url), version)
 
     def close(self) -> None:
+        self._feed.close()
         try:
             self._db.close()
         finally:
