@@ -379,7 +379,7 @@ class Context:
     def _usable(self) -> None:
         """StoreUnavailable if this context is closed, or is a copy made by fork()."""
         if self._forks == -1:
-            raise StoreUnavailable("this context is closed: open a new one", store=self._store.url)
+            raise StoreUnavailable.closed(self._store.url)
         if self._forks != _forks:
             raise StoreUnavailable(
                 f"this context was opened by process {self._pid} and copied by fork():"
@@ -644,7 +644,7 @@ class Context:
             return
         self._forks = -1
         try:
-            self._source.close()
+            self._source.close(self._store.url)
         finally:
             self._store.close()
 

@@ -114,7 +114,14 @@ class LockTimeout(Error, TimeoutError):
 
 
 class StoreUnavailable(Error):
-    """The store cannot be reached or used (database down, directory missing...)."""
+    """The store cannot be reached or used (database down, directory missing,
+    its context closed...)."""
+
+    @classmethod
+    def closed(cls, store: str | None) -> StoreUnavailable:
+        """What every call on a closed context raises, and every call on what it
+        handed out before (its domain source, a change feed)."""
+        return cls("this context is closed: open a new one", store=store)
 
 
 class InvalidURL(StoreUnavailable):

@@ -9,9 +9,14 @@ import ctypes
 import os
 import select
 import struct
+import threading
 import weakref
 
 from ._errors import StoreUnavailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .stores._closing import Closing
 
 IN_MODIFY = 0x00000002
 IN_CLOSE_WRITE = 0x00000008
@@ -26,9 +31,12 @@ _EVENT = struct.Struct("iIII")
 
 
 class DirectoryWatch:
-    """Events (mask, file name) for the files of one directory."""
+    """Events (mask, file name) for the files of one directory; a wait also
+    ends when the store (its *closing*) closes. It may be closed from any
+    thread: its descriptor is closed once no thread polls or reads it."""
 
-    def __init__(self, directory: str, mask: int, store: str) -> None:
+    def __init__(self, directory: str, mask: int, closing: Closing) -> None:
+        store = closing.url
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             init, add = libc.inotify_init1, libc.inotify_add_watch
@@ -46,14 +54,49 @@ class DirectoryWatch:
         self._fd = fd
         # Closed with the object too: a feed that is never iterated still lets go.
         self._close = weakref.finalize(self, os.close, fd)
-        self._poll = select.poll()
-        self._poll.register(fd, select.POLLIN)
+        # Held, so that its descriptor stays open while this watch polls it.
+        self._closing = closing
+        self._wake = closing.fd()
+        self._mutex = threading.Lock()
+        self._users = 0
+        self._closed = False
 
-    def wait(self, timeout: float | None) -> list[tuple[int, str]]:
-        """The events that arrive within *timeout* seconds (None: wait for one);
-        an overflow is reported as ``(IN_Q_OVERFLOW, "")``."""
-        if not self._poll.poll(None if timeout is None else max(0, int(timeout * 1000))):
+    def _enter(self) -> bool:
+        with self._mutex:
+            if self._closed:
+                return False
+            self._users += 1
+            return True
+
+    def _leave(self) -> None:
+        with self._mutex:
+            self._users -= 1
+            if self._closed and not self._users:
+                self._close()
+
+    def ready(self, timeout: float | None) -> None:
+        """Wait until there are events to read, *timeout* seconds at most
+        (None: no limit), or the store closes."""
+        if self._enter():
+            try:
+                poller = select.poll()  # one per wait: threads of a store may wait at once
+                poller.register(self._fd, select.POLLIN)
+                poller.register(self._wake, select.POLLIN)
+                poller.poll(None if timeout is None else max(0, int(timeout * 1000)))
+            finally:
+                self._leave()
+
+    def read(self) -> list[tuple[int, str]]:
+        """The events there are, without waiting; an overflow is reported as
+        ``(IN_Q_OVERFLOW, "")``. Nothing once closed."""
+        if not self._enter():
             return []
+        try:
+            return self._events()
+        finally:
+            self._leave()
+
+    def _events(self) -> list[tuple[int, str]]:
         events: list[tuple[int, str]] = []
         while True:
             try:
@@ -68,5 +111,15 @@ class DirectoryWatch:
                 offset += length
                 events.append((mask, os.fsdecode(name)))
 
+    def wait(self, timeout: float | None) -> list[tuple[int, str]]:
+        """The events that arrive within *timeout* seconds (None: until some
+        do, or the store closes)."""
+        self.ready(timeout)
+        return self.read()
+
     def close(self) -> None:
-        self._close()
+        """Closed now, or by the last thread still polling or reading it."""
+        with self._mutex:
+            self._closed = True
+            if not self._users:
+                self._close()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,24 @@ def test_list_then_follow_in_one_context(ctx: domdata.Context) -> None:
     # A size is the file's when the event is read: here, after both stores.
     assert [(c.op, c.userid, c.size) for c in changes] == [("store", "after", 3), ("store", "after", 3)]
     assert [c.rev for c in changes] == [listing.rev + 1, listing.rev + 2]
+
+
+def test_a_waiting_follower_holds_up_no_other_call_of_its_store(ctx: domdata.Context) -> None:
+    """A follower waits for the directory's events without the lock that turns
+    them into changes: a listing or another feed of the store, in another
+    thread, goes on at once (it once waited for the follower's next wake-up)."""
+    dom = ctx.managed.create()
+    feed = ctx.changes(follow=True)
+    follower = threading.Thread(target=lambda: next(feed), daemon=True)
+    follower.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    ctx.list()
+    list(ctx.changes())
+    assert time.monotonic() - started < 2.0
+    ctx.store(dom.domid, "xl", b"x")
+    follower.join(PATIENCE)
+    assert not follower.is_alive()
 
 
 def test_temp_lock_and_record_files_are_not_changes(xen: Path, ctx: domdata.Context) -> None:

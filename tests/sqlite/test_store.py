@@ -1,4 +1,5 @@
-"""What only the SQLite store has: its file, its pragmas, a full disk."""
+"""What only the SQLite store has: its file, its pragmas, a full disk, a
+directory it cannot create its WAL in."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,69 @@ def test_a_full_disk_fails_the_store_and_keeps_the_old_item(small_disk: Path) ->
         assert ctx.retrieve(dom.domid, "xl") == b"the old config"
     with domdata.open(url) as again:
         assert again.retrieve(dom.domid, "xl") == b"the old config"
+
+
+#: Ways to make a directory unwritable, even to root (who ignores its mode):
+#: immutable (no entry can be added; its files stay writable), or a read-only
+#: bind mount of it (its files read-only too).
+_UNWRITABLE = {
+    "immutable": ([["chattr", "+i", "{0}"]], [["chattr", "-i", "{0}"]]),
+    "read-only-mount": (
+        [["mount", "--bind", "{0}", "{0}"], ["mount", "-o", "remount,bind,ro", "{0}"]],
+        [["umount", "{0}"]],
+    ),
+}
+
+
+@contextmanager
+def _unwritable(directory: Path, how: str) -> Iterator[None]:
+    make, undo = _UNWRITABLE[how]
+    done = 0
+    try:
+        for argv in make:
+            run = subprocess.run([a.format(directory) for a in argv], capture_output=True, text=True)
+            if run.returncode != 0:
+                if os.environ.get("CI"):
+                    raise AssertionError(f"CI runs as root on ext4: {argv[0]} must work ({run.stderr})")
+                pytest.skip(f"making a directory {how} needs root and {argv[0]}: {run.stderr.strip()}")
+            done += 1
+        yield
+    finally:
+        if done:
+            for argv in undo:
+                subprocess.run([a.format(directory) for a in argv], check=True)
+
+
+@pytest.mark.parametrize("how", _UNWRITABLE)
+def test_a_directory_sqlite_cannot_create_its_wal_in_is_named(
+    tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "store"
+    directory.mkdir()
+    url = f"sqlite://{directory / 'domdata.db'}"
+    with domdata.open(url) as ctx:
+        dom = ctx.managed.create()
+        ctx.store(dom.domid, "xl", b"the config")
+    # Closed: SQLite removed domdata.db-wal and -shm, and must create them again.
+    before = {p.name: p.read_bytes() for p in directory.iterdir()}
+    assert sorted(before) == ["domdata.db", "domdata.db-locks"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("HOME", str(elsewhere))
+    monkeypatch.setenv("XDG_STATE_HOME", str(elsewhere))
+    with _unwritable(directory, how):
+        with pytest.raises(domdata.StoreUnavailable) as caught:
+            domdata.open(url)
+        assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
+    message = str(caught.value)
+    assert message.startswith(f"store {url}: ")
+    assert f"the directory {directory} is not writable" in message
+    assert "domdata.db-wal" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "store"]
+    assert list(elsewhere.iterdir()) == []
+    with domdata.open(url) as again:
+        assert again.retrieve(dom.domid, "xl") == b"the config"
 
 
 def test_a_newer_schema_is_refused_not_downgraded(tmp_path: Path) -> None:

@@ -153,5 +153,5 @@ def test_a_closed_source_refuses_calls(xen: Hypervisor, url: str) -> None:
     source = ctx.domains
     ctx.close()
     source.close()  # twice is harmless
-    with pytest.raises(domdata.SourceUnavailable, match="closed"):
+    with pytest.raises(domdata.StoreUnavailable, match="this context is closed"):
         source.domains()

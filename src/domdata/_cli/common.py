@@ -224,22 +224,29 @@ class OutputFile:
     only once the block wrote it whole. The block writes a temporary file
     beside FILE (mode 0600: items are private), flushed to disk and renamed
     over FILE when the block ends; if the block (or that) fails, the temporary
-    file is removed and FILE is left as it was. A symbolic link's target is
-    replaced, not the link; what is not a regular file (a FIFO, a device,
-    ``/dev/stdout`` on a pipe) is written in place, as there is nothing to keep."""
+    file is removed and FILE is left as it was. The replacement gets FILE's
+    owner and group (as far as this process may: root can) and its permission
+    bits, without set-user-ID, set-group-ID and sticky (item data never
+    becomes a privileged program); a new FILE stays 0600. A symbolic link's
+    target is replaced, not the link; what is not a regular file (a FIFO, a
+    device, ``/dev/stdout`` on a pipe) is written in place, as there is
+    nothing to keep."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._temporary: str | None = None
         self._file: BinaryIO | None = None
+        # The FILE replaced, as it was when the block began: its mode and owner go to the replacement.
+        self._replaced: os.stat_result | None = None
 
     def __enter__(self) -> BinaryIO:
         if not self.path:  # not the current directory's name, as realpath would make it
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
         try:
-            in_place = not stat.S_ISREG(os.stat(self.path).st_mode)
+            found: os.stat_result | None = os.stat(self.path)
         except FileNotFoundError:
-            in_place = False
+            found = None
+        in_place = found is not None and not stat.S_ISREG(found.st_mode)
         if in_place:
             fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
         else:
@@ -248,6 +255,7 @@ class OutputFile:
             self._temporary = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
             fd = os.open(self._temporary, flags, 0o600)
+            self._replaced = found
         self._file = open(fd, "wb")
         return self._file
 
@@ -257,6 +265,8 @@ class OutputFile:
             if kind is None:
                 self._file.flush()
                 if self._temporary is not None:
+                    if self._replaced is not None:
+                        self._take_over(self._file.fileno(), self._replaced)
                     os.fsync(self._file.fileno())
             self._file.close()
             if kind is None and self._temporary is not None:
@@ -269,6 +279,23 @@ class OutputFile:
                 except OSError:
                     pass  # the error that brought us here is the one to report
                 os.unlink(self._temporary)
+
+    @staticmethod
+    def _take_over(fd: int, replaced: os.stat_result) -> None:
+        """Give the temporary file the owner and group of the FILE it replaces
+        (root can; another user only a group of its own), then its mode. As
+        GNU ``sed -i`` does, what the process or the file system (vfat) does
+        not allow is left as it was made: private."""
+        for owner in ((replaced.st_uid, replaced.st_gid), (-1, replaced.st_gid)):
+            try:
+                os.fchown(fd, *owner)
+                break
+            except PermissionError:
+                continue
+        try:  # noqa: SIM105 (contextlib: an import a single-item command does not pay)
+            os.fchmod(fd, stat.S_IMODE(replaced.st_mode) & 0o777)
+        except PermissionError:
+            pass
 
 
 def _write_all(stream: BinaryIO, data: bytes) -> None:

@@ -5,12 +5,32 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from .._errors import DomainNotFound
+from .._errors import DomainNotFound, StoreUnavailable
 from .._types import Domain, Incarnation, parse_dom
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .._xen_view import XenView
+
+
+class Closed:
+    """What a closed source keeps in place of its connection (or table): every
+    use raises StoreUnavailable, as a call on the closed context does, and
+    none touches a descriptor the source held (its number may name another
+    file by then). Closing it again does nothing."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: str | None) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        raise StoreUnavailable.closed(self._store)
+
+    def close(self) -> None:
+        """Closed already."""
 
 
 class DomainSource(ABC):
@@ -79,5 +99,7 @@ class DomainSource(ABC):
     def by_name(self, name: str) -> Domain | None:
         return next((d for d in self.domains() if d.name == name), None)
 
-    def close(self) -> None:
-        """Release connections; the default holds none."""
+    def close(self, store: str | None = None) -> None:
+        """Release connections (the default holds none). A source that holds
+        some raises StoreUnavailable at every later call, naming *store*: the
+        store of the context that closed it."""

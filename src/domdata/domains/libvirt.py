@@ -21,7 +21,7 @@ from .._errors import SourceUnavailable
 from .._types import Domain, Incarnation
 from .._xen_view import XenView
 from . import on_this_host
-from .base import DomainSource
+from .base import Closed, DomainSource
 
 T = TypeVar("T")
 
@@ -204,9 +204,11 @@ class LibvirtDomains(DomainSource):
         dom = self._lookup(lambda conn: conn.lookupByName(name))
         return None if dom is None else _active(dom)
 
-    def close(self) -> None:
+    def close(self, store: str | None = None) -> None:
+        # Never reopened after this (a call on a closed connection would reconnect).
+        conn, self._conn = self._conn, Closed(store)
         with contextlib.suppress(libvirt.libvirtError):
-            self._conn.close()
+            conn.close()
 
 
 class LifecycleEvents:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from .._errors import InvalidDomain
 from .._types import Domain, Incarnation, canonical_uuid, check_domid, uuid_shaped
 from ..stores.base import DomainTable
-from .base import DomainSource
+from .base import Closed, DomainSource
 
 MAX_NAME_LENGTH = 64
 
@@ -34,7 +34,7 @@ class ManagedDomains(DomainSource):
     spec = "managed"
 
     def __init__(self, table: DomainTable) -> None:
-        self._table = table
+        self._table: DomainTable | Closed = table
 
     def create(self, name: str | None = None, *, domid: int | None = None, uuid: str | None = None) -> Domain:
         """Create a domain: the lowest free domid >= 1 and a random uuid unless given.
@@ -74,3 +74,7 @@ class ManagedDomains(DomainSource):
 
     def by_name(self, name: str) -> Domain | None:
         return self._table.with_name(name)
+
+    def close(self, store: str | None = None) -> None:
+        """The store closes the table; every later call raises StoreUnavailable."""
+        self._table = Closed(store)

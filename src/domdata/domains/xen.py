@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from .._types import Domain, Incarnation
 from .._xen_view import XenView
 from ._xenlight import Libxl
-from .base import DomainSource
+from .base import Closed, DomainSource
 
 
 class XenDomains(DomainSource):
@@ -34,7 +34,7 @@ class XenDomains(DomainSource):
     dies_with_host = True
 
     def __init__(self) -> None:
-        self._libxl = Libxl()
+        self._libxl: Libxl | Closed = Libxl()
 
     def _named(self, incarnation: Incarnation) -> Domain:
         return Domain(incarnation.domid, incarnation.uuid, self._libxl.name(incarnation.domid))
@@ -56,6 +56,7 @@ class XenDomains(DomainSource):
     def by_uuid(self, uuid: str) -> Sequence[Domain]:
         return [self._named(i) for i in self._libxl.incarnations() if i.uuid == uuid]
 
-    def close(self) -> None:
-        self._libxl.close()
+    def close(self, store: str | None = None) -> None:
+        libxl, self._libxl = self._libxl, Closed(store)
+        libxl.close()
 

@@ -143,6 +143,21 @@ def _busy(exc: sqlite3.Error) -> bool:
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
+def _unopenable(exc: sqlite3.Error, path: str) -> str | None:
+    """Why SQLite cannot open the WAL database *path* (*exc* is its "unable to
+    open database file"), when the cause is its directory: SQLite creates
+    ``<db>-wal`` and ``<db>-shm`` beside it when the first connection opens."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_CANTOPEN:
+        return None
+    parent = os.path.dirname(path) or "."
+    if os.access(parent, os.W_OK, effective_ids=os.access in os.supports_effective_ids):
+        return None
+    missing = [os.path.basename(path) + end for end in ("-wal", "-shm") if not os.path.exists(path + end)]
+    if not missing:
+        return None
+    return f"the directory {parent} is not writable (SQLite needs to create {' and '.join(missing)} there)"
+
+
 def _domain(row: tuple[int, str, str | None] | None) -> Domain | None:
     return None if row is None else Domain(*row)
 
@@ -154,6 +169,7 @@ class Database:
 
     def __init__(self, path: str, url: str, lock_timeout: float) -> None:
         self.url = url
+        self.path = path
         #: How long a write waits for another writer before LockTimeout.
         self.lock_timeout = lock_timeout
         parent = os.path.dirname(path) or "."
@@ -179,6 +195,11 @@ class Database:
                 store=self.url,
                 domain=domain,
                 userid=userid,
+            ) from exc
+        why = _unopenable(exc, self.path)
+        if why is not None:
+            raise StoreUnavailable(
+                f"cannot open {self.path}: {why}", store=self.url, domain=domain, userid=userid
             ) from exc
         raise StoreUnavailable(f"SQLite: {exc}", store=self.url, domain=domain, userid=userid) from exc
 
@@ -409,6 +430,7 @@ class SQLiteStore(HandsOff, ChangeFeed):
         return StoreDescription(path_of(self.url), version)
 
     def close(self) -> None:
+        self._feed.close()
         try:
             self._db.close()
         finally:

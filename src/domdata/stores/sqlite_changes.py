@@ -31,7 +31,9 @@ every commit). The event comes when the commit's frames are written, before
 SQLite publishes the commit (after its fsync), so after each event the
 follower re-reads a few times with a growing delay until the directory has
 been quiet for a moment. Idle, it sleeps in poll(2), re-reading every
-``_SAFETY`` seconds in case the file system delivers no events (NFS).
+``_SAFETY`` seconds in case the file system delivers no events (NFS). Closing
+the store wakes it: it closes its connection and raises StoreUnavailable
+(``_closing``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import time
 
 from .._changes import Change, Listing, Retention, changes_lost
 from .._errors import StoreUnavailable
+from ._closing import Closing
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -138,6 +141,7 @@ class SQLiteFeed:
         self._db = db
         self._path = path
         self.url = db.url
+        self._closing = Closing(db.url)
 
     # -- writing -------------------------------------------------------------
 
@@ -170,9 +174,9 @@ class SQLiteFeed:
         watch = None
         if follow:
             directory = os.path.dirname(os.path.abspath(self._path))
-            watch = DirectoryWatch(directory, IN_MODIFY | IN_CREATE | IN_MOVED_TO, self.url)
+            watch = DirectoryWatch(directory, IN_MODIFY | IN_CREATE | IN_MOVED_TO, self._closing)
         try:
-            reader = _Reader(self._path, self.url, domid)
+            reader = _Reader(self._path, self._closing, domid)
         except BaseException:
             if watch is not None:
                 watch.close()
@@ -186,17 +190,22 @@ class SQLiteFeed:
             raise
         return reader.run(last, watch)
 
+    def close(self) -> None:
+        """The store closes: every feed read from it ends."""
+        self._closing.close()
+
 
 class _Reader:
     """One follower's own connection to the database."""
 
-    def __init__(self, path: str, url: str, domid: int | None) -> None:
-        self._url = url
+    def __init__(self, path: str, closing: Closing, domid: int | None) -> None:
+        self._closing = closing
+        self._url = closing.url
         self._names = {os.path.basename(path), os.path.basename(path) + "-wal"}
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite: {exc}", store=url) from exc
+            raise StoreUnavailable(f"SQLite: {exc}", store=self._url) from exc
         self._sql = _READ + ("" if domid is None else " AND domid = ?") + f" ORDER BY rev LIMIT {_BATCH}"
         self._domid: tuple[int, ...] = () if domid is None else (domid,)
 
@@ -230,12 +239,15 @@ class _Reader:
         return int(oldest) - 1
 
     def run(self, last: int, watch: Any) -> Iterator[Change]:
+        closing = self._closing
         try:
             settle_until, delay = 0.0, 0.001
             while True:
+                closing.check()
                 rows, upto = self._read(last)
                 for rev, op, domid, uuid, userid, size in rows:
                     yield Change(rev, op, None, domid, uuid, userid, size)
+                    closing.check()
                 advanced, last = upto > last, upto
                 if advanced:
                     continue

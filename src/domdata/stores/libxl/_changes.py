@@ -21,6 +21,9 @@ seen so far, which is nothing before the first call.
 List, then follow: the watch starts before the directory is read, so no
 change is missed; a change racing the listing may be both in the listing and
 in the feed after it (at least once at that boundary, not exactly once).
+
+Closing the store wakes a follower waiting for events (``_closing``); the
+watch and the directory are closed only once no follower is reading them.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from ..._inotify import (
     DirectoryWatch,
 )
 from ..._types import Item
+from .._closing import Closing
 from ._directory import Directory
 from ._names import parse
 
@@ -53,17 +57,16 @@ if TYPE_CHECKING:
 _EPOCH = 2**32
 _STORED = IN_CLOSE_WRITE | IN_MOVED_TO
 _REMOVED = IN_DELETE | IN_MOVED_FROM
-#: Idle, a follower wakes this often to see whether the store was closed.
-_SAFETY = 5.0
 
 
 class _Log:
     """The changes one store object has seen in its directory."""
 
-    def __init__(self, path: str, directory_fd: int, url: str, keep: int) -> None:
-        self._watch = DirectoryWatch(path, _STORED | _REMOVED, url)
+    def __init__(self, path: str, directory_fd: int, closing: Closing, keep: int) -> None:
+        self._closing = closing
+        self._watch = DirectoryWatch(path, _STORED | _REMOVED, closing)
         self._dir = directory_fd
-        self._url = url
+        self._url = closing.url
         self.epoch = random.randrange(1, 2**20) * _EPOCH
         self.changes: deque[Change] = deque(maxlen=keep)
         self.newest = self.epoch
@@ -73,9 +76,14 @@ class _Log:
         self._pumping = threading.Lock()
 
     def pump(self, timeout: float | None) -> None:
-        """Turn the events that arrive within *timeout* seconds into changes."""
+        """Turn the events that arrive within *timeout* seconds (None: until
+        some do, or the store closes) into changes. The wait takes no lock: a
+        listing or another follower of the store goes on meanwhile."""
+        self._watch.ready(timeout)
         with self._pumping:
-            for mask, name in self._watch.wait(timeout):
+            if self._closing.closed:
+                return  # the directory's descriptor is closed, or about to be
+            for mask, name in self._watch.read():
                 if mask & IN_Q_OVERFLOW:
                     self.gap = self.newest
                     continue
@@ -131,7 +139,9 @@ class _Log:
         return [self.changes[n] for n in range(start, len(self.changes))]
 
     def close(self) -> None:
-        self._watch.close()
+        """Once the store is closing: after the pump in progress, which may read the directory."""
+        with self._pumping:
+            self._watch.close()
 
 
 class LibxlFeed:
@@ -142,11 +152,12 @@ class LibxlFeed:
         self._dir = directory
         self._retention = retention
         self._log: _Log | None = None
+        self._closing = Closing(directory.url)
 
     def _started(self) -> _Log:
         if self._log is None:
             keep = (self._retention or Retention()).changes
-            self._log = _Log(self._dir.path, self._dir.fd, self._dir.url, keep)
+            self._log = _Log(self._dir.path, self._dir.fd, self._closing, keep)
         return self._log
 
     def listing(self, items: Callable[[], Sequence[Item]]) -> Listing:
@@ -164,20 +175,25 @@ class LibxlFeed:
         return self._follow(log, domid, since, follow)
 
     def _follow(self, log: _Log, domid: int | None, last: int, follow: bool) -> Iterator[Change]:
+        closing = self._closing
         while True:
+            closing.check()
             log.check(last)
             found = log.after(last)
             for change in found:
                 last = change.rev
                 if domid is None or change.domid == domid:
                     yield change
+                    closing.check()
             if found:
                 continue
-            if not follow or self._log is not log:
+            if not follow:
                 return
-            log.pump(_SAFETY)
+            log.pump(None)
 
     def close(self) -> None:
+        """The store closes: every feed read from it ends (a follower waiting
+        wakes), then the watch is closed."""
+        self._closing.close()
         if self._log is not None:
             self._log.close()
-            self._log = None

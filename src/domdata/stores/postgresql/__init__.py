@@ -254,4 +254,5 @@ class PostgreSQLStore(ClusterStore, HandsOff, ChangeFeed):
         return StoreDescription(self.server, row[0] if row else None, self.host)
 
     def close(self) -> None:
+        self._feed.close()
         self._session.close()

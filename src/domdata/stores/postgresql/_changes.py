@@ -24,12 +24,14 @@ Waking: the trigger NOTIFYs ``domdata_changes`` (delivered at commit, once per
 transaction), but only while someone follows (migration 7): every follower
 holds the listeners' lock, ("chng", 2), shared for as long as its connection
 lives, and a writer that gets it exclusively (without waiting) knows nobody
-follows and skips the NOTIFY, which would cost it a tenth of its write. It
+follows and skips the NOTIFY, which a write nobody reads need not pay for. It
 then holds that lock until it commits, so a follower that starts meanwhile
 waits for the commit before it LISTENs. A follower takes the lock, LISTENs,
 then reads: a commit after the LISTEN wakes it, a commit before is in what it
 reads. When the connection is lost (a server restart) it reconnects, takes
-the lock, listens again and reads on from its last revision.
+the lock, listens again and reads on from its last revision. Closing the
+store wakes it, waiting or reconnecting: it closes its connection and raises
+StoreUnavailable (``_closing``).
 
 Retention: ``domdata_trim_changes`` deletes the changes both older than the
 retention age and beyond the retention count, and notes the highest revision
@@ -53,6 +55,7 @@ import psycopg
 from ..._changes import Change, Listing, Retention, changes_lost
 from ..._errors import StoreUnavailable
 from ..._types import Item
+from .._closing import Closing
 from ._connections import one_line
 from ._session import Session
 
@@ -299,6 +302,7 @@ class PostgreSQLFeed:
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._closing = Closing(session.url)
 
     @staticmethod
     def set_retention(conn: Connection, retention: Retention) -> None:
@@ -324,7 +328,8 @@ class PostgreSQLFeed:
 
     def changes(self, domid: int | None, since: int | None, follow: bool) -> Iterator[Change]:
         session = self._session
-        reader = _Reader(session, None if domid is None else (session.host, domid), follow)
+        domain = None if domid is None else (session.host, domid)
+        reader = _Reader(session, self._closing, domain, follow)
         try:
             last = reader.start(since)
         except BaseException:
@@ -332,12 +337,19 @@ class PostgreSQLFeed:
             raise
         return reader.run(last)
 
+    def close(self) -> None:
+        """The store closes: every feed read from it ends."""
+        self._closing.close()
+
 
 class _Reader:
     """One follower's own connection, listening when it follows."""
 
-    def __init__(self, session: Session, domain: tuple[str, int] | None, follow: bool) -> None:
+    def __init__(
+        self, session: Session, closing: Closing, domain: tuple[str, int] | None, follow: bool
+    ) -> None:
         self._session = session
+        self._closing = closing
         self._printable = session.url
         self._follow = follow
         self._sql: LiteralString = _READ + (" AND host = %s AND domid = %s" if domain else "")
@@ -398,8 +410,10 @@ class _Reader:
         return int(row[0]) - 1
 
     def run(self, last: int) -> Iterator[Change]:
+        closing = self._closing
         try:
             while True:
+                closing.check()
                 try:
                     rows, upto = self._read(last)
                 except psycopg.OperationalError:
@@ -409,6 +423,7 @@ class _Reader:
                     continue
                 for rev, op, host, domid, uuid, userid, size in rows:
                     yield Change(rev, op, host, domid, uuid, userid, size)
+                    closing.check()
                 if upto // TRIM_EVERY > last // TRIM_EVERY:
                     # Best effort: a lost connection shows at the next read, which reconnects.
                     with suppress(psycopg.OperationalError):
@@ -428,7 +443,7 @@ class _Reader:
             self.close()
 
     def _wait(self) -> None:
-        """Until a notification (or the connection) has something to say.
+        """Until a notification (or the connection) has something to say, or the store closes.
 
         Notifications that came during the last read are in psycopg's backlog:
         take them first. Then sleep in poll(2) on the socket: psycopg's own
@@ -439,6 +454,7 @@ class _Reader:
             return
         poller = select.poll()
         poller.register(conn.pgconn.socket, select.POLLIN)
+        poller.register(self._closing.fd(), select.POLLIN)
         poller.poll(int(_SAFETY * 1000))
 
     def _reconnect(self) -> None:
@@ -448,13 +464,14 @@ class _Reader:
         deadline = time.monotonic() + RECONNECT_PATIENCE
         delay = 0.05
         while True:
+            self._closing.check()
             try:
                 self._connect()
                 return
             except StoreUnavailable:
                 if time.monotonic() > deadline:
                     raise
-            time.sleep(delay)
+            self._closing.sleep(delay)
             delay = min(delay * 2, 1.0)
 
     def close(self) -> None:
