@@ -182,10 +182,8 @@ def test_a_follower_starting_while_a_silent_write_commits_sees_it(
         since = _listed(ctx.list()).rev
         seen: list[domdata.Change] = []
         with raw.transaction():
-            raw.execute(
-                "INSERT INTO userdata (host, domid, uuid, userid, data) VALUES ('h', %s, %s, 'xl', 'x')",
-                (dom.domid, dom.uuid),
-            )
+            # What ctx.store does, in a transaction that stays open.
+            raw.execute("SELECT domdata_put('h', %s, 'xl', 'x', 1000)", (dom.domid,))
 
             def follow() -> None:
                 seen.extend(itertools.islice(ctx.changes(since=since, follow=True), 1))
@@ -201,3 +199,62 @@ def test_a_follower_starting_while_a_silent_write_commits_sees_it(
             assert not seen
         follower.join(PATIENCE)
         assert [(c.rev, c.op, c.userid) for c in seen] == [(since + 1, "store", "xl")]
+
+
+_CHILD = """
+import sys, domdata
+with domdata.open(sys.argv[1], host="h") as ctx:
+    domid = int(sys.argv[2])
+    ctx.store(domid, "child", b"123")
+    assert ctx.unlink(domid, "child")
+    assert not ctx.unlink(domid, "child")
+"""
+
+
+def test_writes_in_a_lock_and_in_a_hand_off_record_their_changes(url: str) -> None:
+    """The statements that write under a held lock, and a child's under a
+    handed-on one, record their changes as the one-step calls do."""
+    import subprocess
+    import sys
+
+    with domdata.open(url, host="h") as ctx:
+        dom = ctx.managed.create()
+        since = _listed(ctx.list()).rev
+        with ctx.lock(dom.domid):
+            ctx.store(dom.domid, "held", b"1")
+            assert ctx.unlink(dom.domid, "held")
+            assert not ctx.unlink(dom.domid, "held")
+            ctx.store(dom.domid, "kept", b"12")
+        with ctx.handoff(dom.domid) as held:
+            child = subprocess.run(
+                [sys.executable, "-c", _CHILD, url, str(dom.domid)], **held.popen_kwargs(), timeout=120
+            )
+            assert child.returncode == 0
+        assert ctx.migrate(dom.domid, to_domid=7) == 1
+        changes = [(c.rev, c.op, c.domid, c.userid, c.size) for c in ctx.changes(since=since)]
+    assert changes == [
+        (since + 1, "store", dom.domid, "held", 1),
+        (since + 2, "delete", dom.domid, "held", None),
+        (since + 3, "store", dom.domid, "kept", 2),
+        (since + 4, "store", dom.domid, "child", 3),
+        (since + 5, "delete", dom.domid, "child", None),
+        (since + 6, "migrate", dom.domid, "kept", None),
+        (since + 7, "store", 7, "kept", 2),
+    ]
+
+
+def test_a_migration_records_each_item_gone_then_stored(url: str) -> None:
+    with domdata.open(url, host="h") as ctx:
+        dom = ctx.managed.create()
+        for userid in ("a", "b", "c"):
+            ctx.store(dom.domid, userid, userid.encode() * 2)
+        since = _listed(ctx.list()).rev
+        assert ctx.migrate(dom.domid, to_domid=9, to_host="elsewhere") == 3
+        changes = [(c.op, c.host, c.domid, c.userid, c.size) for c in ctx.changes(since=since)]
+    moves = [changes[n : n + 2] for n in range(0, len(changes), 2)]
+    assert len(changes) == 6
+    for gone, stored in moves:
+        assert gone == ("migrate", "h", dom.domid, stored[3], None)
+        assert stored[:3] == ("store", "elsewhere", 9)
+        assert stored[4] == 2
+    assert sorted(gone[3] for gone, _ in moves) == ["a", "b", "c"]

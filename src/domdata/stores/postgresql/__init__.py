@@ -21,7 +21,7 @@ from ..._errors import InvalidURL, StoreUnavailable
 from ..._types import Incarnation, Item
 from .._handoff import HandsOff
 from ..base import ClusterStore, Holdings, OneStepTable, StoreDescription, StoreOptions
-from ._changes import PostgreSQLFeed
+from ._changes import PostgreSQLFeed, counted, logged
 from ._connections import one_line, printable_url, server_of
 from ._domains import PostgreSQLDomains, migrate
 from ._schema import ensure_schema
@@ -46,8 +46,10 @@ MAX_HOST_LENGTH = 255
 
 _SELECT = "SELECT data FROM userdata WHERE host = %s AND domid = %s AND uuid = %s AND userid = %s"
 _UPSERT = (
-    "INSERT INTO userdata (host, domid, uuid, userid, data, boot) VALUES (%s, %s, %s, %s, %s, %s)"
+    "WITH up AS (INSERT INTO userdata (host, domid, uuid, userid, data, boot) VALUES (%s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (host, domid, uuid, userid) DO UPDATE SET data = excluded.data, boot = excluded.boot"
+    " RETURNING host, domid, uuid, userid, octet_length(data) AS size)"
+    " SELECT domdata_log('store', host, domid, uuid, userid, size) FROM up"
 )
 _DELETE = "DELETE FROM userdata WHERE host = %s AND domid = %s AND uuid = %s AND userid = %s"
 _ITEMS = "SELECT userid, octet_length(data) FROM userdata WHERE host = %s AND domid = %s AND uuid = %s"
@@ -113,14 +115,14 @@ class PostgreSQLStore(ClusterStore, HandsOff, ChangeFeed):
         self._boot: str | None = None
         self._in_boot: tuple[str, ...] = ()
         self._select: LiteralString = _SELECT
-        self._delete: LiteralString = _DELETE
+        self._delete: LiteralString = logged(_DELETE)
         self._items: LiteralString = _ITEMS
 
     def follow_boot(self, boot: Boot) -> None:
         self._boot = boot.id
         self._in_boot = (boot.id,)
         self._select = _SELECT + _IN_BOOT
-        self._delete = _DELETE + _IN_BOOT
+        self._delete = logged(_DELETE + _IN_BOOT)
         self._items = _ITEMS + _IN_BOOT
 
     def earlier_boot(self) -> Sequence[Item]:
@@ -134,11 +136,9 @@ class PostgreSQLStore(ClusterStore, HandsOff, ChangeFeed):
         if self._boot is None or not incarnations:
             return 0
         domids = [i.domid for i in incarnations]
-        with self._session.connection_for(domids) as conn, conn.transaction():
-            PostgreSQLFeed.record_as(conn, "reap")
-            params = (self.host, domids, [i.uuid for i in incarnations], self._boot)
-            cursor = conn.execute(_DROP_EARLIER_BOOT, params)
-        return cursor.rowcount
+        params = (self.host, domids, [i.uuid for i in incarnations], self._boot, "reap")
+        with self._session.connection_for(domids) as conn:
+            return counted(conn.execute(logged(_DROP_EARLIER_BOOT), params))
 
     def lock(self, domid: int, uuid: str | None, timeout: float) -> HeldLock:
         return self._session.lock(domid, timeout)
@@ -165,9 +165,8 @@ class PostgreSQLStore(ClusterStore, HandsOff, ChangeFeed):
 
     def delete(self, incarnation: Incarnation, userid: str) -> bool:
         with self._session.connection_for((incarnation.domid,), incarnation, userid) as conn:
-            params = (self.host, incarnation.domid, incarnation.uuid, userid, *self._in_boot)
-            cursor = conn.execute(self._delete, params)
-        return cursor.rowcount > 0
+            params = (self.host, incarnation.domid, incarnation.uuid, userid, *self._in_boot, "delete")
+            return counted(conn.execute(self._delete, params)) > 0
 
     def items(self, incarnation: Incarnation | None) -> Sequence[Item]:
         domids = () if incarnation is None else (incarnation.domid,)
@@ -200,10 +199,9 @@ class PostgreSQLStore(ClusterStore, HandsOff, ChangeFeed):
         if not incarnations:
             return 0
         domids = [i.domid for i in incarnations]
-        with self._session.connection_for(domids) as conn, conn.transaction():
-            PostgreSQLFeed.record_as(conn, op)
-            cursor = conn.execute(_DROP, (self.host, domids, [i.uuid for i in incarnations]))
-        return cursor.rowcount
+        params = (self.host, domids, [i.uuid for i in incarnations], op)
+        with self._session.connection_for(domids) as conn:
+            return counted(conn.execute(logged(_DROP), params))
 
     def changes(self, domid: int | None, since: int | None, follow: bool) -> Iterator[Change]:
         return self._feed.changes(domid, since, follow)

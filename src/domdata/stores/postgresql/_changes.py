@@ -1,17 +1,19 @@
-"""The change feed of the PostgreSQL store (schema migration 4).
+"""The change feed of the PostgreSQL store (schema migrations 4, 6 and 7).
 
-Recording: a row trigger on ``userdata`` inserts one row into ``changes`` for
-every item written, deleted or moved, by any path: the plain statements, the
-fused server-side functions (``domdata_put``/``domdata_delete`` need no new
-version: the trigger fires inside them), ``drop``, the managed ``destroy`` and
-``migrate``. A removal that is not an ``unlink`` says its op in the
-transaction-local setting ``domdata.change_op``; a migration (an UPDATE that
-moves an item to another host or domid) records ``migrate`` at the old place
-and ``store`` at the new one.
+Recording: every statement of domdata's that writes ``userdata`` records one
+row in ``changes`` for each item it wrote, deleted or moved, with its op, in
+the same statement or server-side function: ``domdata_log`` records one
+change (the plain statements wrap their write in a CTE and call it for each
+row); ``domdata_put`` writes its ``store`` change out in full, as it is the
+path of every single store. A migration records ``migrate`` at the old place
+and ``store`` at the new one, item by item. Until migration 7 a row trigger
+recorded them: what a write paid for the trigger's machinery was a third of
+the feed's cost. Only domdata writes this database's tables; a program that
+changes ``userdata`` with SQL of its own records nothing.
 
 Commit order: a sequence gives revisions in allocation order, and a follower
 reading "rev > N" could miss a lower revision that commits later. So the
-trigger takes a transaction-level advisory lock, ("chng", 0), before taking
+recording takes a transaction-level advisory lock, ("chng", 0), before taking
 the next revision; it is held until the transaction has committed and become
 visible, so revisions are assigned in commit order across every host, and a
 snapshot that sees revision N sees every committed revision below N. The
@@ -20,7 +22,7 @@ their first change on. PostgreSQL already serialises the commits of
 transactions that NOTIFY (the notification queue's lock), which the feed
 needs too; benchmarks/rows_changes.py measures the whole.
 
-Waking: the trigger NOTIFYs ``domdata_changes`` (delivered at commit, once per
+Waking: the recording NOTIFYs ``domdata_changes`` (delivered at commit, once per
 transaction), but only while someone follows (migration 7): every follower
 holds the listeners' lock, ("chng", 2), shared for as long as its connection
 lives, and a writer that gets it exclusively (without waiting) knows nobody
@@ -63,7 +65,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, LiteralString
 
-    from ..._changes import ChangeOp
     from ._connections import Connection
 
 #: The NOTIFY channel.
@@ -226,54 +227,116 @@ TRIM_MIGRATION: tuple[LiteralString, ...] = (
         END $$""",
 )
 
-#: Schema migration 7: a write that nobody follows does not NOTIFY. The
-#: trigger tries the listeners' lock after its insert: got, nobody follows
-#: (and nobody can start to before this commit); taken by a follower, it
-#: NOTIFYs as before. The function is restated whole (see TRIM_MIGRATION).
-QUIET_MIGRATION: tuple[LiteralString, ...] = (
-    """CREATE OR REPLACE FUNCTION domdata_record_change() RETURNS trigger LANGUAGE plpgsql AS $$
-        DECLARE
-            v_rev bigint;
-            v_notified text;
-        BEGIN
-            -- Revisions in commit order: one writer at a time from here to its commit.
+#: What records one change: the feed's lock (revisions in commit order), the
+#: change row, the NOTIFY unless nobody follows (the listeners' lock got:
+#: nobody can start following before this commit), and the writers' backstop
+#: trim every 256th revision. ``domdata_put`` repeats it inline (see LOG_MIGRATION).
+_RECORD: LiteralString = """
             IF NOT pg_try_advisory_xact_lock(1667788391, 0) THEN
                 PERFORM pg_advisory_xact_lock(1667788391, 0);
             END IF;
-            IF TG_OP = 'DELETE' THEN
-                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
-                    VALUES (nextval('changes_rev'),
-                            CASE current_setting('domdata.change_op', true)
-                                WHEN 'destroy' THEN 'destroy' WHEN 'reap' THEN 'reap' ELSE 'delete' END,
-                            OLD.host, OLD.domid, OLD.uuid, OLD.userid, NULL)
-                    RETURNING rev, CASE WHEN NOT pg_try_advisory_xact_lock(1667788391, 2)
-                                        THEN pg_notify('domdata_changes', '')::text END
-                    INTO v_rev, v_notified;
-            ELSIF TG_OP = 'UPDATE'
-                AND (OLD.host, OLD.domid, OLD.uuid) IS DISTINCT FROM (NEW.host, NEW.domid, NEW.uuid) THEN
-                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
-                    VALUES (nextval('changes_rev'), 'migrate',
-                            OLD.host, OLD.domid, OLD.uuid, OLD.userid, NULL);
-                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
-                    VALUES (nextval('changes_rev'), 'store', NEW.host, NEW.domid, NEW.uuid, NEW.userid,
-                            octet_length(NEW.data))
-                    RETURNING rev, CASE WHEN NOT pg_try_advisory_xact_lock(1667788391, 2)
-                                        THEN pg_notify('domdata_changes', '')::text END
-                    INTO v_rev, v_notified;
-            ELSE
-                INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
-                    VALUES (nextval('changes_rev'), 'store', NEW.host, NEW.domid, NEW.uuid, NEW.userid,
-                            octet_length(NEW.data))
-                    RETURNING rev, CASE WHEN NOT pg_try_advisory_xact_lock(1667788391, 2)
-                                        THEN pg_notify('domdata_changes', '')::text END
-                    INTO v_rev, v_notified;
-            END IF;
+            INSERT INTO changes (rev, op, host, domid, uuid, userid, size)
+                VALUES (nextval('changes_rev'), {op}, {host}, {domid}, {uuid}, {userid}, {size})
+                RETURNING rev, CASE WHEN NOT pg_try_advisory_xact_lock(1667788391, 2)
+                                    THEN pg_notify('domdata_changes', '')::text END
+                INTO v_rev, v_notified;
             IF v_rev % 256 = 0 THEN
                 PERFORM domdata_trim_changes(256, 65536);
+            END IF;"""
+
+#: Schema migration 7: the changes recorded by the statements that write, not
+#: by a row trigger, and no NOTIFY while nobody follows. ``domdata_log``
+#: records one change; ``domdata_put`` and ``domdata_delete`` are restated
+#: with their change, ``domdata_put`` with the recording written out (a
+#: function call is a query more, on the path of every store).
+LOG_MIGRATION: tuple[LiteralString, ...] = (
+    "DROP TRIGGER userdata_changes ON userdata",
+    "DROP FUNCTION domdata_record_change()",
+    """CREATE FUNCTION domdata_log(
+            p_op text, p_host text, p_domid bigint, p_uuid uuid, p_userid text, p_size integer)
+        RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+        DECLARE
+            v_rev bigint;
+            v_notified text;
+        BEGIN"""
+    + _RECORD.format(
+        op="p_op", host="p_host", domid="p_domid", uuid="p_uuid", userid="p_userid", size="p_size"
+    )
+    + """
+            RETURN v_rev;
+        END $$""",
+    """CREATE OR REPLACE FUNCTION domdata_put(
+            p_host text, p_domid bigint, p_userid text, p_data bytea, p_timeout_ms integer)
+        RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+        DECLARE
+            v_uuid uuid;
+            v_rev bigint;
+            v_notified text;
+        BEGIN
+            IF NOT pg_try_advisory_xact_lock(domdata_lock_key(p_host, p_domid)) THEN
+                PERFORM domdata_lock_timeout(p_timeout_ms);
+                PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
             END IF;
-            RETURN NULL;
+            INSERT INTO userdata (host, domid, uuid, userid, data)
+                SELECT d.host, d.domid, d.uuid, p_userid, p_data FROM domains d
+                WHERE d.host = p_host AND d.domid = p_domid
+                ON CONFLICT (host, domid, uuid, userid) DO UPDATE SET data = excluded.data, boot = NULL
+                RETURNING uuid INTO v_uuid;
+            IF NOT FOUND THEN
+                RETURN false;
+            END IF;"""
+    + _RECORD.format(
+        op="'store'",
+        host="p_host",
+        domid="p_domid",
+        uuid="v_uuid",
+        userid="p_userid",
+        size="octet_length(p_data)",
+    )
+    + """
+            RETURN true;
+        END $$""",
+    """CREATE OR REPLACE FUNCTION domdata_delete(
+            p_host text, p_domid bigint, p_userid text, p_timeout_ms integer)
+        RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
+        DECLARE
+            v_uuid uuid;
+        BEGIN
+            IF NOT pg_try_advisory_xact_lock(domdata_lock_key(p_host, p_domid)) THEN
+                PERFORM domdata_lock_timeout(p_timeout_ms);
+                PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
+            END IF;
+            SELECT d.uuid INTO v_uuid FROM domains d WHERE d.host = p_host AND d.domid = p_domid;
+            IF NOT FOUND THEN
+                RETURN -1;
+            END IF;
+            DELETE FROM userdata u WHERE u.host = p_host AND u.domid = p_domid
+                AND u.uuid = v_uuid AND u.userid = p_userid;
+            IF NOT FOUND THEN
+                RETURN 0;
+            END IF;
+            PERFORM domdata_log('delete', p_host, p_domid, v_uuid, p_userid, NULL);
+            RETURN 1;
         END $$""",
 )
+
+
+def logged(removal: LiteralString) -> LiteralString:
+    """*removal*, a DELETE from ``userdata``, with each item it removes recorded
+    as a change of the op given as its last parameter; its one row is how many
+    it removed."""
+    return (
+        "WITH gone AS (" + removal + " RETURNING host, domid, uuid, userid)"
+        " SELECT count(domdata_log(%s, host, domid, uuid, userid, NULL)) FROM gone"
+    )
+
+
+def counted(cursor: psycopg.Cursor[Any]) -> int:
+    """The count a recording statement answers with (``logged``'s, a migration's)."""
+    row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
 
 _REPEATABLE = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _NEWEST = "SELECT coalesce((SELECT max(rev) FROM changes), (SELECT upto FROM change_trimmed))"
@@ -309,11 +372,6 @@ class PostgreSQLFeed:
         conn.execute(
             "UPDATE change_retention SET changes = %s, seconds = %s", (retention.changes, retention.seconds)
         )
-
-    @staticmethod
-    def record_as(conn: Connection, op: ChangeOp) -> None:
-        """Inside a transaction: items deleted in it are changes of *op*."""
-        conn.execute("SELECT set_config('domdata.change_op', %s, true)", (op,))
 
     def listing(
         self, items: Callable[[Connection], list[Item]], domids: Sequence[int], domain: object

@@ -13,7 +13,7 @@ import psycopg
 from ..._errors import DomainExists, ItemsClash
 from ..._types import Domain, Incarnation
 from ..base import NO_DOMAIN, NoDomain, OneStepTable
-from ._changes import PostgreSQLFeed
+from ._changes import counted
 from ._connections import milliseconds
 from ._session import Session
 
@@ -35,17 +35,18 @@ _DELETE = "SELECT domdata_delete(%s, %s, %s, %s)"
 _KEPT_GET = """SELECT u.data FROM domains d LEFT JOIN userdata u
     ON u.host = d.host AND u.domid = d.domid AND u.uuid = d.uuid AND u.userid = %(userid)s
     WHERE d.host = %(host)s AND d.domid = %(domid)s"""
-_KEPT_PUT = """INSERT INTO userdata (host, domid, uuid, userid, data)
+_KEPT_PUT = """WITH up AS (INSERT INTO userdata (host, domid, uuid, userid, data)
     SELECT d.host, d.domid, d.uuid, %(userid)s, %(data)s::bytea FROM domains d
     WHERE d.host = %(host)s AND d.domid = %(domid)s
     ON CONFLICT (host, domid, uuid, userid) DO UPDATE SET data = excluded.data, boot = NULL
-    RETURNING true"""
+    RETURNING host, domid, uuid, userid, octet_length(data) AS size)
+    SELECT domdata_log('store', host, domid, uuid, userid, size) > 0 FROM up"""
 _KEPT_DELETE = """
     WITH d AS (SELECT host, domid, uuid FROM domains WHERE host = %(host)s AND domid = %(domid)s),
     gone AS (DELETE FROM userdata u USING d
              WHERE u.host = d.host AND u.domid = d.domid AND u.uuid = d.uuid AND u.userid = %(userid)s
-             RETURNING 1)
-    SELECT (SELECT count(*) FROM gone) FROM d"""
+             RETURNING u.host, u.domid, u.uuid, u.userid)
+    SELECT (SELECT count(domdata_log('delete', host, domid, uuid, userid, NULL)) FROM gone) FROM d"""
 # One host's domain table is changed by one transaction at a time: two
 # creations must not pick the same free domid. Keys ("domd", hashtext(host))
 # in the two-key space, apart from the domain locks.
@@ -62,8 +63,22 @@ _FREE_DOMID = """
 _REMOVE = """
     WITH gone AS (DELETE FROM domains WHERE host = %(host)s AND domid = %(domid)s AND uuid = %(uuid)s),
     items AS (DELETE FROM userdata WHERE host = %(host)s AND domid = %(domid)s AND uuid = %(uuid)s
-              RETURNING 1)
-    SELECT count(*) FROM items"""
+              RETURNING host, domid, uuid, userid)
+    SELECT count(domdata_log('destroy', host, domid, uuid, userid, NULL)) FROM items"""
+
+# An incarnation's items to another (host, domid); the self-join gives each
+# item's old place, which RETURNING alone does not.
+_MOVE = """
+    WITH moved AS (
+        UPDATE userdata u SET host = %s, domid = %s, boot = CASE WHEN u.host = %s THEN u.boot END
+        FROM userdata o
+        WHERE o.host = u.host AND o.domid = u.domid AND o.uuid = u.uuid AND o.userid = u.userid
+            AND u.host = %s AND u.domid = %s AND u.uuid = %s
+        RETURNING o.host AS was_host, o.domid AS was_domid, u.host, u.domid, u.uuid, u.userid,
+            octet_length(u.data) AS size)
+    SELECT count(*) FILTER (WHERE recorded.op = 'store') FROM moved, LATERAL (
+        SELECT 'migrate' AS op, domdata_log('migrate', was_host, was_domid, uuid, userid, NULL)
+        UNION ALL SELECT 'store', domdata_log('store', host, domid, uuid, userid, size)) AS recorded"""
 
 
 class PostgreSQLDomains(OneStepTable):
@@ -108,13 +123,9 @@ class PostgreSQLDomains(OneStepTable):
         return Domain(domid, uuid, name)
 
     def remove(self, incarnation: Incarnation) -> int:
-        with self._session.connection_for((incarnation.domid,), incarnation) as conn, conn.transaction():
-            PostgreSQLFeed.record_as(conn, "destroy")
-            row = conn.execute(
-                _REMOVE, {"host": self._host, "domid": incarnation.domid, "uuid": incarnation.uuid}
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
+        params = {"host": self._host, "domid": incarnation.domid, "uuid": incarnation.uuid}
+        with self._session.connection_for((incarnation.domid,), incarnation) as conn:
+            return counted(conn.execute(_REMOVE, params))
 
     def get(self, domid: int) -> Domain | None:
         # A single read: every call inside a lock or a hand-off makes it.
@@ -239,9 +250,5 @@ def migrate(session: Session, incarnation: Incarnation, host: str, domid: int) -
                     f"host {host} has a domain with this one's name", store=session.url, domain=incarnation
                 ) from exc
         # The boot an item was written in is its host's: on another host it has none.
-        cursor = conn.execute(
-            "UPDATE userdata SET host = %s, domid = %s, boot = CASE WHEN host = %s THEN boot END"
-            " WHERE host = %s AND domid = %s AND uuid = %s",
-            (host, domid, host, *source),
-        )
-        return cursor.rowcount
+        # Each item moved is two changes, in this order: gone from the old place, stored at the new.
+        return counted(conn.execute(_MOVE, (host, domid, host, *source)))

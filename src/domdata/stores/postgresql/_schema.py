@@ -11,8 +11,8 @@ from __future__ import annotations
 import psycopg
 
 from ..._errors import StoreUnavailable
+from ._changes import LOG_MIGRATION, TRIM_MIGRATION
 from ._changes import MIGRATION as CHANGES_MIGRATION
-from ._changes import QUIET_MIGRATION, TRIM_MIGRATION
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -153,8 +153,9 @@ MIGRATIONS: tuple[tuple[LiteralString, ...], ...] = (
     ),
     # 6: a cheaper change feed for writers (see _changes).
     TRIM_MIGRATION,
-    # 7: no NOTIFY while nobody follows (see _changes).
-    QUIET_MIGRATION,
+    # 7: changes recorded by the writing statements, not a trigger; no NOTIFY
+    # while nobody follows (see _changes).
+    LOG_MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
