@@ -84,6 +84,29 @@ def test_concurrent_first_use_creates_the_schema_once(url: str, raw: Any) -> Non
     assert versions == list(range(1, SCHEMA_VERSION + 1))
 
 
+@pytest.mark.parametrize("name", ["domdata", "domdata-keeper 4242"])
+def test_a_store_older_processes_use_is_not_moved_to_writer_recorded_changes(
+    url: str, raw: Any, name: str
+) -> None:
+    """From schema 7 domdata's statements record their changes, not a trigger:
+    a process of an older version still connected would write unrecorded, so
+    the upgrade waits until none is; nothing is changed meanwhile."""
+    import psycopg
+
+    from domdata.stores.postgresql._schema import SCHEMA_VERSION, ensure_schema
+
+    ensure_schema(raw, url, upto=6)
+    with psycopg.connect(url, autocommit=True, application_name=name) as older:
+        pid = older.info.backend_pid
+        with pytest.raises(domdata.StoreUnavailable) as refused:
+            domdata.open(url)
+        assert f"server pids {pid}" in str(refused.value)
+        assert "older version" in str(refused.value)
+        assert raw.execute("SELECT max(version) FROM schema_version").fetchone() == (6,)
+    domdata.open(url).close()
+    assert raw.execute("SELECT max(version) FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+
+
 def test_an_old_schema_is_upgraded_keeping_its_data(url: str, raw: Any) -> None:
     from domdata.stores.postgresql._schema import SCHEMA_VERSION, ensure_schema
 

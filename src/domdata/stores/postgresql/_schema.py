@@ -181,10 +181,35 @@ def ensure_schema(conn: psycopg.Connection[Any], url: str, upto: int = SCHEMA_VE
         row = conn.execute(_CURRENT).fetchone()
         current = 0 if row is None or row[0] is None else row[0]
         _refuse_newer(current, url)
+        if current < WRITERS_RECORD <= upto:
+            _refuse_older_writers(conn, url)
         for version_number in range(current + 1, upto + 1):
             for statement in MIGRATIONS[version_number - 1]:
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version_number,))
+
+
+#: From this schema version domdata's own statements record the changes (no trigger).
+WRITERS_RECORD = 7
+# The connections of a domdata process: its pool's and its lock keepers' (_session).
+_OLDER_WRITERS = """SELECT pid FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid()
+    AND (application_name = 'domdata' OR application_name LIKE 'domdata-keeper %') ORDER BY pid"""
+
+
+def _refuse_older_writers(conn: psycopg.Connection[Any], url: str) -> None:
+    """Before the store moves to WRITERS_RECORD: a domdata process that opened
+    it at an older version and still runs (``domdata watch``) would go on
+    writing without recording its changes. No process of this version can be
+    connected yet: it would have upgraded the store."""
+    pids = [str(row[0]) for row in conn.execute(_OLDER_WRITERS)]
+    if pids:
+        raise StoreUnavailable(
+            f"domdata processes of an older version use this store (server pids {', '.join(pids)}):"
+            f" once upgraded to schema version {WRITERS_RECORD} their writes would be missing from"
+            " the change feed; stop them (domdata watch too), then open it again (nothing was changed)",
+            store=url,
+        )
 
 
 def _refuse_newer(version: int, url: str) -> None:
