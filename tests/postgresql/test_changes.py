@@ -258,3 +258,67 @@ def test_a_migration_records_each_item_gone_then_stored(url: str) -> None:
         assert stored[:3] == ("store", "elsewhere", 9)
         assert stored[4] == 2
     assert sorted(gone[3] for gone, _ in moves) == ["a", "b", "c"]
+
+
+def _waiters(watcher: Any, count: int) -> None:
+    """Return once *count* sessions wait for a lock."""
+    waiting = "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted"
+    deadline = time.monotonic() + PATIENCE
+    while watcher.execute(waiting).fetchone() != (count,):
+        assert time.monotonic() < deadline, f"never {count} sessions waiting"
+        time.sleep(0.01)
+
+
+def test_a_removal_of_many_items_and_a_store_of_one_of_them_do_not_deadlock(url: str) -> None:
+    """A statement that removes several items takes their rows before it
+    records any change: recording one (the feed's lock) while the next row is
+    still to take would wait, holding the feed's lock, for a writer of that
+    row who waits for the feed's lock (PostgreSQL breaks the cycle by failing
+    one of them). Here a reap of items a and b meets a store of b, both queued
+    behind a third writer's open transaction (item c, which the reap does not
+    see)."""
+    import threading
+
+    import psycopg
+
+    from domdata.stores.postgresql import _DROP, _UPSERT
+    from domdata.stores.postgresql._changes import logged
+
+    uuid = "6f1b2a9e-0a7c-4d5e-9b3f-1c2d3e4f5a6b"
+    with domdata.open(url, host="h") as ctx:
+        since = _listed(ctx.list()).rev
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, sql: Any, params: tuple[object, ...]) -> None:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                outcomes[name] = conn.execute(sql, params).fetchone()
+        except psycopg.Error as exc:
+            outcomes[name] = exc
+
+    with psycopg.connect(url, autocommit=True) as raw, psycopg.connect(url, autocommit=True) as watcher:
+        for userid in ("a", "b"):
+            raw.execute(_UPSERT, ("h", 4, uuid, userid, b"old", None))
+        with raw.transaction():
+            raw.execute(_UPSERT, ("h", 4, uuid, "c", b"first", None))
+            reap = threading.Thread(target=run, args=("reap", logged(_DROP), ("h", [4], [uuid], "reap")))
+            reap.start()
+            _waiters(watcher, 1)
+            store = threading.Thread(target=run, args=("store", _UPSERT, ("h", 4, uuid, "b", b"new", None)))
+            store.start()
+            _waiters(watcher, 2)
+        reap.join(PATIENCE)
+        store.join(PATIENCE)
+    assert not reap.is_alive()
+    assert not store.is_alive()
+    assert not any(isinstance(outcome, Exception) for outcome in outcomes.values()), outcomes
+    with domdata.open(url, host="h") as ctx:
+        changes = [(c.op, c.userid) for c in ctx.changes(since=since)]
+    assert changes == [
+        ("store", "a"),
+        ("store", "b"),
+        ("store", "c"),
+        ("reap", "a"),
+        ("reap", "b"),
+        ("store", "b"),
+    ]

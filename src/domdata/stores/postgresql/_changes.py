@@ -321,13 +321,24 @@ LOG_MIGRATION: tuple[LiteralString, ...] = (
 )
 
 
+#: What a statement that writes several items records them from: its rows,
+#: sorted. The sort takes every row the write returns before the first is
+#: recorded, so all its rows are locked before it takes the feed's lock; a
+#: statement recording each row as it goes would hold the feed's lock while
+#: it waits for the next row's writer, who may be waiting for the feed's lock
+#: (a deadlock PostgreSQL ends by failing one of them). It is also the order
+#: of their revisions.
+SORTED: LiteralString = " ORDER BY host, domid, uuid, userid"
+
+
 def logged(removal: LiteralString) -> LiteralString:
     """*removal*, a DELETE from ``userdata``, with each item it removes recorded
     as a change of the op given as its last parameter; its one row is how many
     it removed."""
     return (
         "WITH gone AS (" + removal + " RETURNING host, domid, uuid, userid)"
-        " SELECT count(domdata_log(%s, host, domid, uuid, userid, NULL)) FROM gone"
+        " SELECT count(domdata_log(%s, host, domid, uuid, userid, NULL))"
+        " FROM (SELECT * FROM gone" + SORTED + ") AS gone"
     )
 
 

@@ -59,15 +59,17 @@ _FREE_DOMID = """
         AND NOT EXISTS (SELECT 1 FROM domains e WHERE e.host = %(host)s AND e.domid = d.domid + 1)
         ORDER BY d.domid LIMIT 1)
     LIMIT 1"""
-# Deleting the domain and its items in one statement is one transaction.
+# Deleting the domain and its items in one statement is one transaction. The
+# items are recorded sorted, once all are taken (see _changes.SORTED).
 _REMOVE = """
     WITH gone AS (DELETE FROM domains WHERE host = %(host)s AND domid = %(domid)s AND uuid = %(uuid)s),
     items AS (DELETE FROM userdata WHERE host = %(host)s AND domid = %(domid)s AND uuid = %(uuid)s
               RETURNING host, domid, uuid, userid)
-    SELECT count(domdata_log('destroy', host, domid, uuid, userid, NULL)) FROM items"""
+    SELECT count(domdata_log('destroy', host, domid, uuid, userid, NULL))
+    FROM (SELECT * FROM items ORDER BY host, domid, uuid, userid) AS items"""
 
 # An incarnation's items to another (host, domid); the self-join gives each
-# item's old place, which RETURNING alone does not.
+# item's old place, which RETURNING alone does not; recorded sorted (_changes.SORTED).
 _MOVE = """
     WITH moved AS (
         UPDATE userdata u SET host = %s, domid = %s, boot = CASE WHEN u.host = %s THEN u.boot END
@@ -76,7 +78,8 @@ _MOVE = """
             AND u.host = %s AND u.domid = %s AND u.uuid = %s
         RETURNING o.host AS was_host, o.domid AS was_domid, u.host, u.domid, u.uuid, u.userid,
             octet_length(u.data) AS size)
-    SELECT count(*) FILTER (WHERE recorded.op = 'store') FROM moved, LATERAL (
+    SELECT count(*) FILTER (WHERE recorded.op = 'store')
+    FROM (SELECT * FROM moved ORDER BY host, domid, uuid, userid) AS moved, LATERAL (
         SELECT 'migrate' AS op, domdata_log('migrate', was_host, was_domid, uuid, userid, NULL)
         UNION ALL SELECT 'store', domdata_log('store', host, domid, uuid, userid, size)) AS recorded"""
 
