@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -322,3 +323,55 @@ def test_a_removal_of_many_items_and_a_store_of_one_of_them_do_not_deadlock(url:
         ("reap", "b"),
         ("store", "b"),
     ]
+
+
+def _listening(url: str) -> None:
+    """Return once a follower holds the listeners' lock ("chng", 2)."""
+    import psycopg
+
+    held = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND classid = 1667788391 AND objid = 2 AND objsubid = 2 AND mode = 'ShareLock'"
+    )
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        with suppress(psycopg.OperationalError), psycopg.connect(url, autocommit=True) as watcher:
+            if watcher.execute(held).fetchone() == (1,):
+                return
+        assert time.monotonic() < deadline, "no follower holds the listeners' lock"
+        time.sleep(0.05)
+
+
+def test_a_follower_back_after_a_server_restart_is_woken_by_the_next_write(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reconnected, a follower holds the listeners' lock again, so a write
+    notifies it (the safety re-read is pushed past the test's patience)."""
+    import queue
+    import threading
+
+    from domdata.stores.postgresql import _changes
+
+    monkeypatch.setattr(_changes, "_SAFETY", 10 * PATIENCE)
+    url = server.create_database("feed") + "&connect_timeout=2"
+    with domdata.open(url, host="h") as ctx:
+        dom = ctx.managed.create()
+        since = _listed(ctx.list()).rev
+        seen: queue.Queue[domdata.Change] = queue.Queue()
+
+        def follow() -> None:
+            for change in itertools.islice(ctx.changes(since=since, follow=True), 2):
+                seen.put(change)
+
+        follower = threading.Thread(target=follow, daemon=True)
+        follower.start()
+        _listening(url)
+        ctx.store(dom.domid, "before", b"1")
+        assert seen.get(timeout=PATIENCE).userid == "before"
+        server.stop("fast")
+        server.start()
+        _listening(url)
+        ctx.store(dom.domid, "after", b"2")
+        assert seen.get(timeout=PATIENCE).userid == "after"
+        follower.join(PATIENCE)
+        assert not follower.is_alive()
