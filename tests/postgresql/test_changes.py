@@ -375,3 +375,42 @@ def test_a_follower_back_after_a_server_restart_is_woken_by_the_next_write(
         assert seen.get(timeout=PATIENCE).userid == "after"
         follower.join(PATIENCE)
         assert not follower.is_alive()
+
+
+@pytest.mark.parametrize("version", [3, 4, 5, 6])
+def test_an_upgrade_to_statement_recorded_changes_keeps_the_feed(url: str, version: int) -> None:
+    """A store whose writes a trigger recorded (or none, before 4), upgraded:
+    its items stay, its revisions go on where they were, a since that was
+    valid stays valid, and every kind of write is recorded once."""
+    import psycopg
+
+    from domdata.stores.postgresql._schema import ensure_schema
+
+    uuid = "6f1b2a9e-0a7c-4d5e-9b3f-1c2d3e4f5a6b"
+    with psycopg.connect(url, autocommit=True) as raw:
+        ensure_schema(raw, url, upto=version)
+        raw.execute("INSERT INTO domains (host, domid, uuid) VALUES ('h', 3, %s)", (uuid,))
+        for userid in ("a", "b", "c"):
+            raw.execute("SELECT domdata_put('h', 3, %s, 'old', 1000)", (userid,))
+        raw.execute("SELECT domdata_delete('h', 3, 'c', 1000)")
+        recorded = 4 if version >= 4 else 0
+        if recorded:
+            assert raw.execute("SELECT max(rev) FROM changes").fetchone() == (recorded,)
+    with domdata.open(url, host="h") as ctx:
+        assert [(i.userid, i.size) for i in ctx.list(3)] == [("a", 3), ("b", 3)]
+        assert _listed(ctx.list()).rev == recorded
+        assert [c.rev for c in ctx.changes(since=0)] == list(range(1, recorded + 1))
+        ctx.store(3, "a", b"new")
+        assert ctx.unlink(3, "b")
+        assert not ctx.unlink(3, "b")
+        assert ctx.migrate(3, to_domid=4) == 1
+        ctx.destroy(4)
+        changes = [(c.rev, c.op, c.domid, c.userid) for c in ctx.changes(since=recorded)]
+    first = recorded + 1
+    assert changes == [
+        (first, "store", 3, "a"),
+        (first + 1, "delete", 3, "b"),
+        (first + 2, "migrate", 3, "a"),
+        (first + 3, "store", 4, "a"),
+        (first + 4, "destroy", 4, "a"),
+    ]
