@@ -414,3 +414,33 @@ def test_an_upgrade_to_statement_recorded_changes_keeps_the_feed(url: str, versi
         (first + 3, "store", 4, "a"),
         (first + 4, "destroy", 4, "a"),
     ]
+
+
+def test_a_killed_followers_lock_goes_with_its_session(url: str) -> None:
+    """A follower killed leaves no listeners' lock behind: writes stop notifying."""
+    import os
+    import signal
+
+    import psycopg
+
+    with domdata.open(url, host="h") as ctx, psycopg.connect(url, autocommit=True) as listener:
+        dom = ctx.managed.create()
+        receive, send = fork.Pipe(duplex=False)
+        follower = fork.Process(target=_follow, args=(url, "h", _listed(ctx.list()).rev, 2, send))
+        follower.start()
+        _listening(url)
+        listener.execute("LISTEN domdata_changes")
+        ctx.store(dom.domid, "xl", b"1")
+        assert _received(receive, 1)[0][-1] == "xl"
+        assert _notified(listener, PATIENCE)
+        assert follower.pid is not None
+        os.kill(follower.pid, signal.SIGKILL)
+        follower.join(PATIENCE)
+        held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 2 AND objsubid = 2"
+        deadline = time.monotonic() + PATIENCE
+        while listener.execute(held).fetchone() != (0,):
+            assert time.monotonic() < deadline, "the killed follower's lock stayed"
+            time.sleep(0.05)
+        list(listener.notifies(timeout=0))
+        ctx.store(dom.domid, "xl", b"2")
+        assert not _notified(listener, 0.5)
