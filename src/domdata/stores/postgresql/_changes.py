@@ -433,10 +433,14 @@ class _Reader:
     def _connect(self) -> None:
         try:
             conn = self._session.connect()
+        except psycopg.Error as exc:
+            raise self._fail(exc) from exc
+        try:
             if self._follow:
                 conn.execute(_FOLLOWING)
                 conn.execute(f"LISTEN {CHANNEL}")
         except psycopg.Error as exc:
+            conn.close()  # a server gone between the two: nothing is kept for the next try
             raise self._fail(exc) from exc
         self._conn = conn
 
