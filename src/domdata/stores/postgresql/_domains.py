@@ -13,7 +13,7 @@ import psycopg
 from ..._errors import DomainExists, ItemsClash
 from ..._types import Domain, Incarnation
 from ..base import NO_DOMAIN, NoDomain, OneStepTable
-from ._changes import counted
+from ._changes import SORTED, counted
 from ._connections import milliseconds
 from ._session import Session
 
@@ -66,7 +66,7 @@ _REMOVE = """
     items AS (DELETE FROM userdata WHERE host = %(host)s AND domid = %(domid)s AND uuid = %(uuid)s
               RETURNING host, domid, uuid, userid)
     SELECT count(domdata_log('destroy', host, domid, uuid, userid, NULL))
-    FROM (SELECT * FROM items ORDER BY host, domid, uuid, userid) AS items"""
+    FROM (SELECT * FROM items""" + SORTED + ") AS items"
 
 # An incarnation's items to another (host, domid); the self-join gives each
 # item's old place, which RETURNING alone does not; recorded sorted (_changes.SORTED).
@@ -79,7 +79,7 @@ _MOVE = """
         RETURNING o.host AS was_host, o.domid AS was_domid, u.host, u.domid, u.uuid, u.userid,
             octet_length(u.data) AS size)
     SELECT count(*) FILTER (WHERE recorded.op = 'store')
-    FROM (SELECT * FROM moved ORDER BY host, domid, uuid, userid) AS moved, LATERAL (
+    FROM (SELECT * FROM moved""" + SORTED + """) AS moved, LATERAL (
         SELECT 'migrate' AS op, domdata_log('migrate', was_host, was_domid, uuid, userid, NULL)
         UNION ALL SELECT 'store', domdata_log('store', host, domid, uuid, userid, size)) AS recorded"""
 
