@@ -244,6 +244,14 @@ _RECORD: LiteralString = """
                 PERFORM domdata_trim_changes(256, 65536);
             END IF;"""
 
+#: The one-step functions' domain lock, held to the end of the transaction, as
+#: migration 2 takes it (its functions are restated below, not edited).
+_DOMAIN_LOCK: LiteralString = """
+            IF NOT pg_try_advisory_xact_lock(domdata_lock_key(p_host, p_domid)) THEN
+                PERFORM domdata_lock_timeout(p_timeout_ms);
+                PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
+            END IF;"""
+
 #: Schema migration 7: the changes recorded by the statements that write, not
 #: by a row trigger, and no NOTIFY while nobody follows. ``domdata_log``
 #: records one change; ``domdata_put`` and ``domdata_delete`` are restated
@@ -272,11 +280,9 @@ LOG_MIGRATION: tuple[LiteralString, ...] = (
             v_uuid uuid;
             v_rev bigint;
             v_notified text;
-        BEGIN
-            IF NOT pg_try_advisory_xact_lock(domdata_lock_key(p_host, p_domid)) THEN
-                PERFORM domdata_lock_timeout(p_timeout_ms);
-                PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
-            END IF;
+        BEGIN"""
+    + _DOMAIN_LOCK
+    + """
             INSERT INTO userdata (host, domid, uuid, userid, data)
                 SELECT d.host, d.domid, d.uuid, p_userid, p_data FROM domains d
                 WHERE d.host = p_host AND d.domid = p_domid
@@ -301,11 +307,9 @@ LOG_MIGRATION: tuple[LiteralString, ...] = (
         RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
         DECLARE
             v_uuid uuid;
-        BEGIN
-            IF NOT pg_try_advisory_xact_lock(domdata_lock_key(p_host, p_domid)) THEN
-                PERFORM domdata_lock_timeout(p_timeout_ms);
-                PERFORM pg_advisory_xact_lock(domdata_lock_key(p_host, p_domid));
-            END IF;
+        BEGIN"""
+    + _DOMAIN_LOCK
+    + """
             SELECT d.uuid INTO v_uuid FROM domains d WHERE d.host = p_host AND d.domid = p_domid;
             IF NOT FOUND THEN
                 RETURN -1;
@@ -343,7 +347,7 @@ def logged(removal: LiteralString) -> LiteralString:
 
 
 def counted(cursor: psycopg.Cursor[Any]) -> int:
-    """The count a recording statement answers with (``logged``'s, a migration's)."""
+    """The count a recording statement answers with (``logged``'s, a destroy's, a move's)."""
     row = cursor.fetchone()
     assert row is not None
     return int(row[0])
